@@ -1,0 +1,230 @@
+"""FeatureExtractor: a frozen encoder that returns the activations of named layers."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import LayerError, UsageError, WeightsError
+from .registry import EncoderSpec, get_encoder_spec
+
+__all__ = ["FeatureExtractor", "build_encoder", "resolve_device", "random_init"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``auto|cpu|cuda|cuda:N|mps`` into a torch.device, checking it is available."""
+    from ..errors import DeviceError
+
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
+        return torch.device(name)
+    if name == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise DeviceError(f"--device {device}: Apple MPS is not available on this machine (use --device cpu or auto)")
+        return torch.device("mps")
+    raise DeviceError(f"unknown device {device!r}; choose auto, cpu, cuda, cuda:N or mps")
+
+
+def random_init(model: nn.Module, seed: int) -> None:
+    """Deterministic He-normal initialisation of every conv/linear layer from ``seed``.
+
+    The global RNG is left untouched. Batch-norm layers become identities (running mean 0,
+    variance 1, scale 1, shift 0).
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                fan_in = m.weight[0].numel()
+                std = (2.0 / fan_in) ** 0.5
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * std)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_parameters()
+                m.reset_running_stats()
+
+
+def _aliases(names: Sequence[str]) -> dict[str, str]:
+    """``layer1`` -> last stage named ``layer1.N`` (torchvision block names)."""
+    out: dict[str, str] = {}
+    for n in names:
+        if "." in n:
+            out[n.split(".", 1)[0]] = n
+    return out
+
+
+class FeatureExtractor(nn.Module):
+    """Runs the encoder up to the deepest requested layer and returns ``{name: activation}``.
+
+    Input: ``image`` float32 BCHW RGB in [0, 1]; preprocessing (mean/std, RGB/BGR, 0-255)
+    happens inside. Parameters are frozen and the module stays in eval mode.
+    """
+
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        model: nn.Module,
+        layers: Iterable[str],
+        *,
+        preprocessing: Any,
+        weights: Any = None,
+        pooling: str = "max",
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.weights = weights
+        self.pooling = pooling
+        stages = spec.stages(model)
+        all_names = [n for n, _ in stages]
+        self.layer_names: tuple[str, ...] = tuple(all_names)
+        aliases = _aliases(all_names)
+        requested = list(dict.fromkeys(layers))
+        if not requested:
+            raise UsageError("no layers requested from the encoder")
+        resolved: dict[str, str] = {}
+        for name in requested:
+            if name in all_names:
+                resolved[name] = name
+            elif name in aliases:
+                resolved[name] = aliases[name]
+            else:
+                raise LayerError(unknown_layer_message(name, spec.name, all_names + sorted(aliases)))
+        self.layers: tuple[str, ...] = tuple(requested)
+        self._targets = resolved  # requested name -> stage name
+        deepest = max(all_names.index(s) for s in resolved.values())
+        kept = stages[: deepest + 1]
+        if pooling == "avg":
+            kept = [(n, _to_avg(m)) for n, m in kept]
+        elif pooling != "max":
+            raise UsageError(f"--pooling {pooling!r}: choose max or avg")
+        self._stage_names = [n for n, _ in kept]
+        self.stages = nn.ModuleList([m for _, m in kept])
+        pre = preprocessing
+        self.register_buffer("mean", torch.tensor(pre.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pre.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.scale = float(pre.scale)
+        self.bgr = pre.channel_order.upper() == "BGR"
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def min_side(self) -> int:
+        """Smallest image side (px) the encoder accepts."""
+        return self.spec.min_side
+
+    def train(self, mode: bool = True) -> "FeatureExtractor":  # always eval: frozen encoder
+        return super().train(False)
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB -> the encoder's input convention."""
+        x = image * self.scale if self.scale != 1.0 else image
+        if self.bgr:
+            x = x.flip(1)
+        return (x - self.mean) / self.std
+
+    def forward(self, image: torch.Tensor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        """Activations of ``layers`` (default: all requested at construction)."""
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise UsageError(f"encoder input must be Bx3xHxW, got {tuple(image.shape)}")
+        wanted = self.layers if layers is None else tuple(layers)
+        by_stage: dict[str, list[str]] = {}
+        for name in wanted:
+            if name not in self._targets:
+                raise LayerError(unknown_layer_message(name, self.spec.name, list(self.layers)))
+            by_stage.setdefault(self._targets[name], []).append(name)
+        last = max(self._stage_names.index(s) for s in by_stage)
+        out: dict[str, torch.Tensor] = {}
+        x = self.preprocess(image)
+        for i, (stage_name, module) in enumerate(zip(self._stage_names, self.stages)):
+            x = module(x)
+            for name in by_stage.get(stage_name, ()):
+                out[name] = x
+            if i >= last:
+                break
+        return out
+
+
+def unknown_layer_message(name: str, encoder: str, known: Sequence[str]) -> str:
+    """The one-line error for an unknown layer, with a "did you mean"."""
+    close = difflib.get_close_matches(name, list(known), n=3)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown layer {name!r} for encoder {encoder}{hint} (known layers: {', '.join(known[:12])}{', ...' if len(known) > 12 else ''})"
+
+
+def _to_avg(m: nn.Module) -> nn.Module:
+    if isinstance(m, nn.MaxPool2d):
+        return nn.AvgPool2d(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding, ceil_mode=m.ceil_mode)
+    return m
+
+
+def _load_state(model: nn.Module, state_dict: dict[str, torch.Tensor], spec: EncoderSpec, source: str) -> None:
+    own = model.state_dict()
+    needed = set(own)
+    missing = sorted(needed - set(state_dict))
+    if missing:
+        raise WeightsError(
+            f"{source}: does not fit encoder {spec.name} (missing {len(missing)} tensors, e.g. {missing[0]!r})"
+        )
+    bad = [k for k in needed if tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    if bad:
+        k = sorted(bad)[0]
+        raise WeightsError(
+            f"{source}: does not fit encoder {spec.name} ({k} has shape {tuple(state_dict[k].shape)}, expected {tuple(own[k].shape)})"
+        )
+    model.load_state_dict({k: state_dict[k] for k in needed}, strict=True)
+
+
+def build_encoder(
+    name: str = "vgg19",
+    *,
+    weights: str = "auto",
+    layers: Iterable[str] | None = None,
+    pooling: str = "max",
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    download: bool = True,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> FeatureExtractor:
+    """Build a frozen feature extractor.
+
+    ``weights``: ``auto`` (pretrained if cached or downloadable, else deterministic random weights
+    with a warning), ``random``, a registry name such as ``vgg19.torchvision`` (demanded), or a
+    checkpoint file. ``seed`` only affects random weights. ``layers`` default to the encoder's
+    content and style presets.
+    """
+    from ..weights.resolve import resolve_weights
+
+    spec = get_encoder_spec(name)
+    resolved = resolve_weights(weights, spec.weights_arch, download=download, progress=progress)
+    if resolved.warning:
+        log.warning(resolved.warning)
+    model = spec.build()
+    if resolved.state_dict is not None:
+        _load_state(model, resolved.state_dict, spec, resolved.name)
+    else:
+        random_init(model, seed)
+    if layers is None:
+        layers = list(spec.default_content_layers) + list(spec.default_style_layers)
+    extractor = FeatureExtractor(
+        spec, model, layers, preprocessing=resolved.preprocessing, weights=resolved, pooling=pooling
+    )
+    return extractor.to(resolve_device(device))

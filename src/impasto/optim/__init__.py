@@ -1,0 +1,1 @@
+"""Optimisation loops: pixels (L-BFGS/Adam), coarse-to-fine pyramid, generator training."""
