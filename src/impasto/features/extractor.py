@@ -217,7 +217,8 @@ def build_encoder(
     resolved = resolve_weights(weights, spec.weights_arch, download=download, progress=progress)
     if resolved.warning:
         log.warning(resolved.warning)
-    model = spec.build()
+    with torch.random.fork_rng(devices=[]):  # constructors' default init must not move the user's RNG
+        model = spec.build()
     if resolved.state_dict is not None:
         _load_state(model, resolved.state_dict, spec, resolved.name)
     else:

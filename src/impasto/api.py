@@ -1,0 +1,332 @@
+"""The façade: validate inputs, build the encoder, dispatch to a method, return a Result."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from . import __version__
+from .atomic import atomic_path, check_writable
+from .config import config_from_mapping, config_to_dict
+from .errors import ConfigError, ImageTooSmallError, UsageError
+from .progress import Event, SnapshotEvent, emit
+
+__all__ = ["Result", "StyleSpec", "stylize", "parse_style_spec", "load_manifest", "peak_memory_mb", "train", "apply"]
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class StyleSpec:
+    """A style image reference with its blend weight and relative scale."""
+
+    path: str
+    weight: float = 1.0
+    scale: float = 1.0
+
+
+def parse_style_spec(text: str) -> StyleSpec:
+    """``PATH[:WEIGHT[:SCALE]]`` -> StyleSpec (a trailing part that is not a number is part of the path)."""
+    parts = text.split(":")
+    numbers: list[float] = []
+    while len(parts) > 1 and len(numbers) < 2:
+        try:
+            numbers.insert(0, float(parts[-1]))
+        except ValueError:
+            break
+        parts.pop()
+    path = ":".join(parts)
+    weight = numbers[0] if numbers else 1.0
+    scale = numbers[1] if len(numbers) > 1 else 1.0
+    if weight < 0:
+        raise ConfigError(f"--style {text}: blend weight must be >= 0")
+    if scale <= 0:
+        raise ConfigError(f"--style {text}: scale must be > 0")
+    return StyleSpec(path, weight, scale)
+
+
+@dataclass
+class Result:
+    """A stylised image with its alpha (if the content had one) and its run manifest."""
+
+    image: torch.Tensor
+    alpha: torch.Tensor | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def losses(self) -> dict[str, float]:
+        return dict(self.manifest.get("final_losses", {}))
+
+    def save(self, path: PathLike, *, bit_depth: int = 8, sidecar: bool = True) -> Path:
+        """Write the image (atomically) with the manifest embedded, plus ``PATH.json`` beside it."""
+        from .image.io import save_image
+
+        manifest = dict(self.manifest, output=str(path))
+        out = save_image(path, self.image, alpha=self.alpha, metadata=manifest, bit_depth=bit_depth)
+        if sidecar:
+            write_json(Path(str(path) + ".json"), manifest)
+        return out
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def load_manifest(path: PathLike) -> dict[str, Any]:
+    """Read a run manifest (``OUT.json``) for --resume."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such manifest file")
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{p}: not a readable impasto manifest ({exc})") from None
+    if not isinstance(data, dict) or data.get("method") != "gatys" or "config" not in data:
+        raise UsageError(f"{p}: not an impasto gatys run manifest")
+    return data
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
+
+
+def sha256_file(path: PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """Versions that matter for reproducing a run."""
+    import numpy
+    import PIL
+
+    return {
+        "impasto": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _load(path_or_image: Any, what: str, max_pixels: int) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+    from .image.io import LoadedImage, load_image
+
+    if isinstance(path_or_image, torch.Tensor):
+        img = path_or_image if path_or_image.dim() == 4 else path_or_image.unsqueeze(0)
+        if img.dim() != 4 or img.shape[1] != 3:
+            raise UsageError(f"{what}: expected an image tensor 1x3xHxW, got {tuple(path_or_image.shape)}")
+        return img.float(), None, {"path": None, "size": [img.shape[-1], img.shape[-2]]}
+    if isinstance(path_or_image, LoadedImage):
+        loaded = path_or_image
+    else:
+        loaded = load_image(path_or_image, max_pixels=max_pixels)
+    info = {
+        "path": str(loaded.path) if loaded.path else None,
+        "sha256": sha256_file(loaded.path) if loaded.path else None,
+        "size": list(loaded.info.get("size", [loaded.image.shape[-1], loaded.image.shape[-2]])),
+        "notes": list(loaded.info.get("notes", [])),
+    }
+    return loaded.image, loaded.alpha, info
+
+
+def _as_style_specs(style: Any) -> list[Any]:
+    if isinstance(style, (str, os.PathLike, StyleSpec, torch.Tensor)):
+        return [style]
+    return list(style)
+
+
+def stylize(
+    content: Any,
+    style: Any,
+    *,
+    config: Any = None,
+    callback: Callable[[Event], None] | None = None,
+    snapshot_path: PathLike | None = None,
+    resume: PathLike | None = None,
+    download_progress: Callable[[int, int | None], None] | None = None,
+    encoder: Any = None,
+    style_cache: Any = None,
+    **options: Any,
+) -> Result:
+    """Optimisation-based style transfer (Gatys et al.).
+
+    ``content``: a path, a LoadedImage or a 1x3xHxW tensor in [0, 1]. ``style``: one or a list
+    of paths/tensors/StyleSpec (``"starry.jpg:0.7"`` blends). Options are GatysConfig fields
+    (``edge=512, iterations=300, style_weight=...``) or pass ``config=GatysConfig(...)``.
+    ``snapshot_path``: with ``save_every``, snapshots are written as ``<stem>.step0100.png`` beside it
+    together with a resumable manifest. ``resume``: a manifest (``OUT.json``) of an interrupted run.
+    """
+    from .features import build_encoder, get_encoder_spec
+    from .methods import gatys
+
+    resume_info: dict[str, Any] | None = None
+    if resume is not None:
+        resume_info = load_manifest(resume)
+        base = {**resume_info["config"], **options}
+        config = config_from_mapping(gatys.GatysConfig, base)
+    elif config is None:
+        config = config_from_mapping(gatys.GatysConfig, options)
+    elif options:
+        config = dataclasses.replace(config, **options)
+    if snapshot_path is not None:
+        check_writable(snapshot_path)
+
+    c_img, c_alpha, c_info = _load(content, "content", config.max_pixels)
+    style_inputs: list[gatys.StyleInput] = []
+    style_infos: list[dict[str, Any]] = []
+    for item in _as_style_specs(style):
+        spec = parse_style_spec(item) if isinstance(item, str) else item
+        if isinstance(spec, StyleSpec):
+            img, _, info = _load(spec.path, "style", config.max_pixels)
+            name = spec.path
+            weight, scale = spec.weight, spec.scale
+        else:
+            img, _, info = _load(spec, "style", config.max_pixels)
+            name, weight, scale = f"style{len(style_inputs)}", 1.0, 1.0
+        style_inputs.append(gatys.StyleInput(image=img, weight=weight, scale=scale, name=name))
+        style_infos.append({**info, "weight": weight, "scale": scale})
+    if not style_inputs:
+        raise UsageError("give at least one style image")
+    if sum(s.weight for s in style_inputs) <= 0:
+        raise UsageError("style blend weights must not all be 0")
+
+    content_mask = None
+    if config.content_mask:
+        from .image.masks import load_region_masks
+
+        if len(style_inputs) != 1:
+            raise UsageError("--content-mask/--style-mask work with a single style image")
+        regions = load_region_masks(
+            config.content_mask, config.style_mask,
+            content_size=tuple(c_img.shape[-2:]), style_size=tuple(style_inputs[0].image.shape[-2:]),
+        )
+        content_mask = regions.content
+        style_inputs[0].mask = regions.style
+
+    init_image = None
+    start_level = start_step = 0
+    if resume_info is not None:
+        snap = resume_info.get("snapshot")
+        if not snap or not Path(snap["path"]).is_file():
+            raise UsageError(f"{resume}: the run has no snapshot to resume from (run with --save-every N)")
+        init_image, _, _ = _load(snap["path"], "snapshot", config.max_pixels)
+        start_level, start_step = int(snap["level"]), int(snap["step"])
+    elif config.init not in gatys.INITS:
+        init_image, _, _ = _load(config.init, "--init", config.max_pixels)
+
+    spec = get_encoder_spec(config.encoder)
+    if encoder is None:
+        layers = list(gatys.parse_layers(config.content_layers) or spec.default_content_layers)
+        layers += list(gatys.parse_layers(config.style_layers) or spec.default_style_layers)
+        encoder = build_encoder(
+            config.encoder, weights=config.weights, layers=layers, pooling=config.pooling,
+            device=config.device, seed=0, progress=download_progress,
+        )
+    if min(c_img.shape[-2:]) < spec.min_side and min(c_img.shape[-2:]) * config.edge / max(c_img.shape[-2:]) < spec.min_side:
+        raise ImageTooSmallError(
+            f"{c_info.get('path') or 'content'}: image is {c_img.shape[-1]}x{c_img.shape[-2]}; the {spec.name} encoder needs at least {spec.min_side} px on each side"
+        )
+
+    manifest: dict[str, Any] = {
+        "impasto": __version__,
+        "method": "gatys",
+        "status": "running",
+        "config": config_to_dict(config),
+        "seed": config.seed,
+        "content": c_info,
+        "styles": style_infos,
+        "versions": versions(),
+        "device": str(next((b.device for b in encoder.buffers()), "cpu")),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if resume_info is not None:
+        manifest["resumed_from"] = str(resume)
+    if encoder.weights is not None and encoder.weights.warning:
+        manifest["warnings"] = [encoder.weights.warning]
+
+    ladder_len = len(config.ladder())
+    user_cb = callback
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, SnapshotEvent) and snapshot_path is not None:
+            _write_snapshot(Path(snapshot_path), event, c_alpha, manifest, ladder_len)
+        emit(user_cb, event)
+
+    t0 = time.perf_counter()
+    out = gatys.run(
+        config, c_img, style_inputs, encoder=encoder, callback=on_event, init_image=init_image,
+        content_mask=content_mask, style_cache=style_cache, start_level=start_level, start_step=start_step,
+    )
+    manifest.update(
+        status=out.stopped,
+        encoder=out.encoder_info,
+        levels=out.levels,
+        iterations_run=sum(level["iterations"] for level in out.levels) + (start_step if resume_info else 0),
+        final_losses=out.history[-1] if out.history else {},
+        loss_history=_thin(out.history),
+        time_s=round(time.perf_counter() - t0, 3),
+        peak_memory_mb=round(peak_memory_mb(), 1),
+    )
+    if torch.cuda.is_available() and manifest["device"].startswith("cuda"):
+        manifest["peak_cuda_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return Result(image=out.image, alpha=c_alpha, manifest=manifest)
+
+
+def _thin(history: Sequence[dict[str, float]], keep: int = 200) -> list[dict[str, float]]:
+    if len(history) <= keep:
+        return [dict(h) for h in history]
+    step = len(history) / keep
+    picked = [history[int(i * step)] for i in range(keep)]
+    return [dict(h) for h in picked[:-1]] + [dict(history[-1])]
+
+
+def snapshot_name(path: Path, step: int, level: int, levels: int) -> Path:
+    """``out.png`` -> ``out.step0100.png`` (``out.s1.step0100.png`` for coarser pyramid levels)."""
+    tag = f".step{step:04d}" if level == levels - 1 else f".s{level}.step{step:04d}"
+    return path.with_name(path.stem + tag + (path.suffix or ".png"))
+
+
+def _write_snapshot(path: Path, event: SnapshotEvent, alpha: Any, manifest: dict[str, Any], levels: int) -> None:
+    from .image.io import save_image
+
+    snap = snapshot_name(path, event.step, event.stage, levels)
+    save_image(snap, event.image, alpha=alpha)
+    manifest["snapshot"] = {"path": str(snap), "level": event.stage, "step": event.step}
+    write_json(Path(str(path) + ".json"), {**manifest, "status": "running", "output": str(path)})
+
+
+def train(*args: Any, **kwargs: Any) -> Any:
+    """Train a feed-forward stylisation network (see ``impasto.methods.feedforward.train``)."""
+    from .methods import feedforward
+
+    return feedforward.train(*args, **kwargs)
+
+
+def apply(*args: Any, **kwargs: Any) -> Any:
+    """Stylise images with a trained model (see ``impasto.methods.feedforward.apply_model``)."""
+    from .methods import feedforward
+
+    return feedforward.apply_model(*args, **kwargs)
+
+
+

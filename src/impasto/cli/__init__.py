@@ -1,0 +1,1 @@
+"""The ``impasto`` command line: a thin shell over the Python API."""

@@ -1,0 +1,98 @@
+"""``impasto`` entry point: builds the sub-commands and maps errors to exit codes in one place."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from .. import __version__
+from ..errors import ImpastoError
+
+__all__ = ["main", "entry", "build_parser"]
+
+#: sub-command modules, each with register(subparsers)
+COMMANDS = (
+    "impasto.cli.gatys",
+    "impasto.cli.reconstruct",
+    "impasto.cli.sweep",
+    "impasto.cli.train",
+    "impasto.cli.apply",
+    "impasto.cli.export",
+    "impasto.cli.monitor",
+    "impasto.cli.weights",
+)
+
+DESCRIPTION = """\
+impasto renders a photograph in the style of a painting.
+
+  impasto gatys photo.jpg painting.jpg -o out.png       optimise the pixels (Gatys et al.)
+  impasto train --style painting.jpg --data photos/ -o model/   train a fast network per style
+  impasto apply model/model.pt photo.jpg -o styled/     stylise in one pass with a trained network
+  impasto weights download vgg19.torchvision           fetch the pretrained encoder
+
+Run `impasto COMMAND --help` for the options of each command.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line plus a hint (exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="impasto", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"impasto {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a command not shipped in this build
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 runtime failure, 2 bad input/usage, 130 Ctrl-C)."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s", force=True)
+    logging.captureWarnings(True)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except ImpastoError as exc:
+        if args.debug:
+            raise
+        print(f"impasto: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("impasto: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        if args.debug:
+            raise
+        print("impasto: error: out of memory; try a smaller --edge or a --max-memory budget (tiled)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into a line
+        if args.debug:
+            raise
+        print(f"impasto: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""Optimisation-based style transfer (Gatys, Ecker & Bethge 2016; Gatys et al. 2017 controls).
+
+The recipe: encode content and style once, then optimise the pixels against content + style
+(+ TV) losses, coarse to fine over a pyramid of sizes, optionally tile by tile with whole-image
+style statistics when the image does not fit the memory budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..errors import ConfigError, ImageTooSmallError, UsageError
+from ..losses import STYLE_LOSSES, PerceptualLoss
+from ..optim.pixel import OPTIMIZERS, PixelLoopResult, optimise_pixels
+from ..progress import Event, MessageEvent, StageEvent, emit
+
+__all__ = [
+    "GatysConfig",
+    "StyleInput",
+    "GatysOutput",
+    "run",
+    "parse_layers",
+    "parse_scales",
+    "scale_ladder",
+    "strength_multiplier",
+    "INITS",
+]
+
+INITS = ("content", "style", "noise", "uniform")
+COLOR_MODES = ("none", "luminance", "histogram")
+
+
+def parse_layers(spec: str | Sequence[str] | dict[str, float]) -> dict[str, float]:
+    """``"relu1_1:0.2,relu2_1"`` -> ``{"relu1_1": 0.2, "relu2_1": 1.0}`` (empty -> {})."""
+    if isinstance(spec, dict):
+        return {str(k): float(v) for k, v in spec.items()}
+    items = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()]
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, weight = item.partition(":")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise ConfigError(f"layer {item!r}: weight {weight!r} is not a number (use NAME or NAME:WEIGHT)") from None
+        if w < 0 or not math.isfinite(w):
+            raise ConfigError(f"layer {item!r}: weight must be a finite number >= 0")
+        out[name.strip()] = w
+    return out
+
+
+def parse_scales(spec: str | Sequence[int]) -> tuple[int, ...]:
+    """``"256,512,1024"`` -> (256, 512, 1024); ``"auto"`` or "" -> () (automatic ladder)."""
+    if isinstance(spec, str):
+        if spec.strip().lower() in ("", "auto"):
+            return ()
+        try:
+            values = tuple(int(p) for p in spec.split(",") if p.strip())
+        except ValueError:
+            raise ConfigError(f"--scales {spec!r}: expected edges in px like 256,512,1024 or 'auto'") from None
+    else:
+        values = tuple(int(v) for v in spec)
+    if any(v < 16 for v in values) or list(values) != sorted(values):
+        raise ConfigError(f"--scales {spec!r}: edges must be increasing and >= 16 px")
+    return values
+
+
+def scale_ladder(edge: int, *, smallest: int = 256) -> tuple[int, ...]:
+    """Automatic coarse-to-fine ladder: halve ``edge`` while it stays >= ``smallest``."""
+    ladder = [edge]
+    while ladder[0] // 2 >= smallest:
+        ladder.insert(0, ladder[0] // 2)
+    return tuple(ladder)
+
+
+def strength_multiplier(strength: float) -> float:
+    """Map ``--strength`` in [0, 1] to a factor on the style weight: 0 -> 0 (content only),
+    0.5 -> 1 (the raw weights), 1 -> 100; log-linear in between (each 0.25 is 10x)."""
+    if strength <= 0:
+        return 0.0
+    return float(10 ** (4.0 * (strength - 0.5)))
+
+
+def _parse_iteration_list(spec: str) -> tuple[int, ...]:
+    if not spec.strip():
+        return ()
+    try:
+        values = tuple(int(p) for p in spec.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(f"--scale-iterations {spec!r}: expected counts like 500,200,100") from None
+    if any(v < 0 for v in values):
+        raise ConfigError("--scale-iterations: counts must be >= 0")
+    return values
+
+
+def _h(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class GatysConfig:
+    """Every knob of the optimisation method. Defaults are the recommended settings."""
+
+    content_weight: float = field(default=1.0, metadata=_h("weight of the content loss (per-layer normalised)"))
+    style_weight: float = field(default=1e3, metadata=_h("weight of the style loss (per-layer normalised)"))
+    tv_weight: float = field(default=0.0, metadata=_h("weight of the total-variation smoothness loss"))
+    strength: float = field(default=0.5, metadata=_h("style strength 0..1 on top of the weights: 0 = content only, 0.5 = the weights as given, each +0.25 = 10x more style"))
+    content_layers: str = field(default="", metadata=_h("content layers by name, optional weights: relu4_2 or relu3_1:0.5,relu4_2; empty = the encoder's preset", metavar="LAYERS"))
+    style_layers: str = field(default="", metadata=_h("style layers, e.g. relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 or relu1_1:0.2,...; empty = the encoder's preset", metavar="LAYERS"))
+    style_loss: str = field(default="gram", metadata=_h("style statistic: gram (Gatys), mean_std (AdaIN), wasserstein (Gaussian W2), sliced_wasserstein (Heitz et al. 2021)", choices=STYLE_LOSSES))
+    init: str = field(default="content", metadata=_h("start image: content, style, noise (grey + Gaussian noise), uniform (white noise), or an image FILE", metavar="content|style|noise|uniform|FILE"))
+    optimizer: str = field(default="lbfgs", metadata=_h("optimiser on the pixels", choices=OPTIMIZERS))
+    lr: float = field(default=0.0, metadata=_h("learning rate; 0 = the optimiser's default (L-BFGS 1.0, Adam 0.02 for 0..1 pixels)"))
+    iterations: int = field(default=300, metadata=_h("iterations at the final scale", short="-n"))
+    scale_iterations: str = field(default="", metadata=_h("iterations per scale, coarse to fine, e.g. 500,200,100 (overrides --iterations)", metavar="N,N,..."))
+    edge: int = field(default=512, metadata=_h("longest side of the output in px"))
+    scales: str = field(default="auto", metadata=_h("coarse-to-fine edges, e.g. 256,512,1024; 'auto' = halve --edge down to 256; a single value = no pyramid", metavar="EDGES"))
+    style_scale: float = field(default=1.0, metadata=_h("size of the style image relative to the output (style features grow with it)"))
+    preserve_colors: str = field(default="none", metadata=_h("keep the photo's colours: luminance (transfer on luminance only, Gatys et al. 2017) or histogram (recolour the style to the photo first)", choices=COLOR_MODES))
+    content_mask: str = field(default="", metadata=_h("region map of the content (colour-coded or grey); each region takes its style from the same colour in --style-mask", metavar="FILE"))
+    style_mask: str = field(default="", metadata=_h("region map of the style image, same colours as --content-mask", metavar="FILE"))
+    encoder: str = field(default="vgg19", metadata=_h("feature network: vgg19, vgg16, resnet50, inception_v3, tiny_vgg"))
+    weights: str = field(default="auto", metadata=_h("encoder weights: auto (pretrained if available, else random with a warning), random, a name such as vgg19.torchvision, or a .pth file", metavar="auto|random|NAME|FILE"))
+    pooling: str = field(default="max", metadata=_h("pooling in VGG (avg as in Gatys et al.)", choices=("max", "avg")))
+    seed: int = field(default=0, metadata=_h("random seed: same seed, same device -> same output"))
+    device: str = field(default="auto", metadata=_h("compute device: auto, cpu, cuda, cuda:N, mps"))
+    save_every: int = field(default=0, metadata=_h("write a snapshot every N iterations (0 = never)", metavar="N"))
+    early_stop: float = field(default=0.0, metadata=_h("stop a scale when the loss changes less than this fraction over --patience steps (e.g. 0.001); 0 = off"))
+    patience: int = field(default=50, metadata=_h("window (steps) for --early-stop"))
+    average: float = field(default=0.0, metadata=_h("exponential averaging of the iterates (e.g. 0.9) for a smoother result; 0 = off"))
+    max_memory: str = field(default="auto", metadata=_h("memory budget, e.g. 8G or 6000M; above it the image is optimised tile by tile with whole-image style statistics; auto = the device's free memory", metavar="SIZE"))
+    tile: int = field(default=0, metadata=_h("force tiled optimisation with this tile edge in px (0 = only when needed)"))
+    tile_overlap: int = field(default=64, metadata=_h("overlap between tiles in px (feathered)"))
+    max_pixels: int = field(default=100_000_000, metadata=_h("refuse input images with more pixels than this (decompression-bomb guard)"))
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.content_weight >= 0, f"--content-weight must be >= 0, got {self.content_weight}"),
+            (self.style_weight >= 0, f"--style-weight must be >= 0, got {self.style_weight}"),
+            (self.tv_weight >= 0, f"--tv-weight must be >= 0, got {self.tv_weight}"),
+            (0 <= self.strength <= 1, f"--strength must be in [0, 1], got {self.strength}"),
+            (self.iterations >= 0, f"--iterations must be >= 0, got {self.iterations}"),
+            (self.edge >= 16, f"--edge must be >= 16 px, got {self.edge}"),
+            (self.style_scale > 0, f"--style-scale must be > 0, got {self.style_scale}"),
+            (self.lr >= 0, f"--lr must be >= 0, got {self.lr}"),
+            (self.save_every >= 0, f"--save-every must be >= 0, got {self.save_every}"),
+            (0 <= self.early_stop < 1, f"--early-stop must be in [0, 1), got {self.early_stop}"),
+            (self.patience >= 1, f"--patience must be >= 1, got {self.patience}"),
+            (0 <= self.average < 1, f"--average must be in [0, 1), got {self.average}"),
+            (self.tile == 0 or self.tile >= 64, f"--tile must be 0 or >= 64 px, got {self.tile}"),
+            (self.tile_overlap >= 0, f"--tile-overlap must be >= 0, got {self.tile_overlap}"),
+            (self.max_pixels > 0, f"--max-pixels must be > 0, got {self.max_pixels}"),
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}"),
+            (self.style_loss in STYLE_LOSSES, f"unknown style loss {self.style_loss!r}; choose from {', '.join(STYLE_LOSSES)}"),
+            (self.preserve_colors in COLOR_MODES, f"--preserve-colors must be one of {', '.join(COLOR_MODES)}"),
+            (self.pooling in ("max", "avg"), f"--pooling must be max or avg, got {self.pooling!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        parse_layers(self.content_layers)
+        parse_layers(self.style_layers)
+        parse_scales(self.scales)
+        _parse_iteration_list(self.scale_iterations)
+        if bool(self.content_mask) != bool(self.style_mask):
+            raise ConfigError("--content-mask and --style-mask go together: give both or neither")
+
+    # derived -------------------------------------------------------------------------------
+    def ladder(self) -> tuple[int, ...]:
+        """The edges to optimise at, coarse to fine (the last is ``edge``)."""
+        explicit = parse_scales(self.scales)
+        if not explicit:
+            return scale_ladder(self.edge)
+        return explicit if explicit[-1] == self.edge else tuple(e for e in explicit if e < self.edge) + (self.edge,)
+
+    def iterations_per_scale(self, levels: int) -> tuple[int, ...]:
+        """Iterations at each level: explicit list, or ``iterations`` at the final scale and twice
+        as many at each coarser one (they cost a quarter per halving), capped at 4x."""
+        explicit = _parse_iteration_list(self.scale_iterations)
+        if explicit:
+            if len(explicit) != levels:
+                raise ConfigError(f"--scale-iterations has {len(explicit)} counts for {levels} scales")
+            return explicit
+        return tuple(self.iterations * min(4, 2 ** (levels - 1 - k)) for k in range(levels))
+
+
+@dataclass
+class StyleInput:
+    """One style image with its blend weight and scale (relative to the output size)."""
+
+    image: torch.Tensor  # 1x3xHxW [0, 1] at full resolution
+    weight: float = 1.0
+    scale: float = 1.0
+    name: str = "style"
+    mask: torch.Tensor | None = None  # Kx1xHxW regions (spatial control)
+
+
+@dataclass
+class GatysOutput:
+    """What ``run`` returns: the image and everything needed for the manifest."""
+
+    image: torch.Tensor
+    history: list[dict[str, float]]
+    levels: list[dict[str, Any]]
+    stopped: str
+    encoder_info: dict[str, Any]
+    elapsed_s: float
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    from ..image.resize import resize
+
+    return image if tuple(image.shape[-2:]) == tuple(size) else resize(image, size)
+
+
+def _fit(size: tuple[int, int], edge: int) -> tuple[int, int]:
+    from ..image.resize import fit_edge
+
+    return fit_edge(size, edge)
+
+
+def make_init(config: GatysConfig, content: torch.Tensor, style: torch.Tensor, init_image: torch.Tensor | None) -> torch.Tensor:
+    """The starting image at ``content``'s size."""
+    size = tuple(content.shape[-2:])
+    gen = torch.Generator().manual_seed(config.seed)
+    if config.init == "content":
+        return content.clone()
+    if config.init == "style":
+        return _resize(style, size)  # type: ignore[arg-type]
+    if config.init == "noise":
+        return (0.5 + 0.15 * torch.randn(content.shape, generator=gen)).clamp(0, 1).to(content.device)
+    if config.init == "uniform":
+        return torch.rand(content.shape, generator=gen).to(content.device)
+    if init_image is None:
+        raise ConfigError(f"--init {config.init!r}: not content, style, noise or uniform, and no image was loaded")
+    return _resize(init_image.to(content.device), size)  # type: ignore[arg-type]
+
+
+class StyleCache:
+    """Style statistics keyed by (style name, size, layers, encoder, loss): computed once, reused
+    across levels, sweeps and batches."""
+
+    def __init__(self) -> None:
+        self._store: dict[tuple[Any, ...], Any] = {}
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        if key not in self._store:
+            self._store[key] = compute()
+        return self._store[key]
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+def build_loss(config: GatysConfig, encoder: Any) -> PerceptualLoss:
+    """The perceptual loss for ``config`` on ``encoder`` (layer presets filled in)."""
+    content_layers = parse_layers(config.content_layers) or {n: 1.0 for n in encoder.spec.default_content_layers}
+    style_layers = parse_layers(config.style_layers) or {n: 1.0 for n in encoder.spec.default_style_layers}
+    return PerceptualLoss(
+        encoder,
+        content_layers=content_layers,
+        style_layers=style_layers,
+        content_weight=config.content_weight,
+        style_weight=config.style_weight * strength_multiplier(config.strength),
+        tv_weight=config.tv_weight,
+        style_loss=config.style_loss,
+        seed=config.seed,
+    )
+
+
+def run(
+    config: GatysConfig,
+    content: torch.Tensor,
+    styles: Sequence[StyleInput],
+    *,
+    encoder: Any,
+    callback: Callable[[Event], None] | None = None,
+    init_image: torch.Tensor | None = None,
+    content_mask: torch.Tensor | None = None,
+    style_cache: StyleCache | None = None,
+    start_level: int = 0,
+    start_step: int = 0,
+) -> GatysOutput:
+    """Stylise ``content`` (1x3xHxW in [0, 1], full resolution) with ``styles``.
+
+    ``encoder`` is a FeatureExtractor whose layers include the loss's layers. ``init_image``
+    is the image for ``--init FILE`` or a snapshot to resume from (with ``start_level`` and
+    ``start_step``: the level it belongs to and the steps already done there).
+    """
+    from ..image import color
+
+    if not styles:
+        raise UsageError("at least one style image is needed")
+    t0 = time.perf_counter()
+    device = next((b.device for b in encoder.buffers()), torch.device("cpu"))
+    torch.manual_seed(config.seed)
+    cache = style_cache if style_cache is not None else StyleCache()
+    loss = build_loss(config, encoder)
+    full_size = _fit(tuple(content.shape[-2:]), config.edge)  # type: ignore[arg-type]
+    ladder = config.ladder()
+    iters = config.iterations_per_scale(len(ladder))
+    min_side = encoder.min_side
+
+    style_images = [s.image for s in styles]
+    if config.preserve_colors == "histogram":
+        style_images = [color.match_color(img, content) for img in style_images]
+    content_in = content
+    if config.preserve_colors == "luminance":
+        content_in = color.luminance_only(content)
+        style_images = [color.luminance_only(_match_luminance(img, content)) for img in style_images]
+
+    current: torch.Tensor | None = None
+    history: list[dict[str, float]] = []
+    levels: list[dict[str, Any]] = []
+    stopped = "completed"
+    for level, edge in enumerate(ladder):
+        size = _fit(tuple(content.shape[-2:]), edge)  # type: ignore[arg-type]
+        if min(size) < min_side:
+            if level < len(ladder) - 1:
+                continue  # too small a level: skip it
+            raise ImageTooSmallError(f"content image becomes {size[1]}x{size[0]} at --edge {edge}; the {encoder.spec.name} encoder needs at least {min_side} px on each side")
+        c = _resize(content_in, size).to(device)
+        cmask = _resize_mask(content_mask, size).to(device) if content_mask is not None else None
+        stats = []
+        for s, img in zip(styles, style_images):
+            s_edge = max(min_side, round(edge * s.scale * config.style_scale))
+            s_size = _fit(tuple(img.shape[-2:]), s_edge)  # type: ignore[arg-type]
+            if min(s_size) < min_side:
+                raise ImageTooSmallError(f"{s.name}: style image becomes {s_size[1]}x{s_size[0]}; the {encoder.spec.name} encoder needs at least {min_side} px on each side (raise --style-scale)")
+            key = (s.name, id(s.image), s_size, config.preserve_colors, tuple(loss.style_layers), encoder.spec.name, config.style_loss, id(encoder), cmask is not None)
+            smask = _resize_mask(s.mask, s_size).to(device) if s.mask is not None else None
+            stats.append(cache.get(key, lambda img=img, s_size=s_size, smask=smask: _style_stats(loss, _resize(img, s_size).to(device), smask)))
+        loss.set_style([], blend=[s.weight for s in styles], stats=stats, content_masks=cmask)
+
+        if level < start_level:
+            continue
+        if current is None:
+            if init_image is not None and start_level == level and start_step > 0:
+                current = _resize(init_image.to(device), size)
+            else:
+                current = make_init(config, c, _resize(style_images[0], size).to(device), init_image)
+                if config.preserve_colors == "luminance" and config.init != "content":
+                    current = color.luminance_only(current)
+        else:
+            current = _resize(current, size)
+        n_iter = iters[level] - (start_step if level == start_level else 0)
+        emit(callback, StageEvent(stage=level, stages=len(ladder), description=f"scale {level + 1}/{len(ladder)}: {size[1]}x{size[0]}", steps=max(0, n_iter)))
+        result = _optimise_level(config, loss, c, current, max(0, n_iter), level, len(ladder), callback, cmask)
+        current = result.image
+        history.extend({"level": level, **h} for h in result.history)
+        levels.append({"edge": edge, "size": [size[0], size[1]], "iterations": result.iterations, "stopped": result.stopped, "tiled": result.tiled})
+        if result.stopped == "interrupted":
+            stopped = "interrupted"
+            break
+        if result.stopped == "non-finite":
+            stopped = "non-finite"
+            break
+    assert current is not None
+    out = _resize(current, full_size)
+    if config.preserve_colors == "luminance":
+        out = color.transfer_luminance(out, _resize(content, full_size).to(out.device))
+    enc_w = encoder.weights
+    return GatysOutput(
+        image=out.clamp(0, 1).cpu(),
+        history=history,
+        levels=levels,
+        stopped=stopped,
+        encoder_info={
+            "name": encoder.spec.name,
+            "weights": getattr(enc_w, "name", None),
+            "weights_kind": getattr(enc_w, "kind", None),
+            "weights_sha256": getattr(enc_w, "sha256", None),
+            "pooling": encoder.pooling,
+            "content_layers": loss.content_layers,
+            "style_layers": loss.style_layers,
+        },
+        elapsed_s=time.perf_counter() - t0,
+    )
+
+
+@dataclass
+class _LevelResult:
+    image: torch.Tensor
+    history: list[dict[str, float]]
+    iterations: int
+    stopped: str
+    tiled: bool = False
+
+
+def _optimise_level(
+    config: GatysConfig,
+    loss: PerceptualLoss,
+    content: torch.Tensor,
+    init: torch.Tensor,
+    iterations: int,
+    level: int,
+    levels: int,
+    callback: Callable[[Event], None] | None,
+    cmask: torch.Tensor | None,
+) -> _LevelResult:
+    early = (config.early_stop, config.patience) if config.early_stop > 0 else None
+    lr = config.lr or None
+    from ..optim import tiled as tiled_mod
+
+    plan = tiled_mod.plan_for(config, loss, tuple(init.shape[-2:]), init.device)
+    if plan is not None:
+        emit(callback, MessageEvent(plan.describe()))
+        r = tiled_mod.optimise_tiled(
+            init, loss, plan, iterations=iterations, optimizer=config.optimizer, lr=lr, callback=callback,
+            save_every=config.save_every, stage=level, stages=levels, masks=cmask, content=content,
+        )
+        return _LevelResult(r.image, r.history, r.iterations, r.stopped, tiled=True)
+    loss.set_content(content)
+    r: PixelLoopResult = optimise_pixels(  # type: ignore[no-redef]
+        init, lambda x: loss(x), iterations=iterations, optimizer=config.optimizer, lr=lr, callback=callback,
+        save_every=config.save_every, stage=level, stages=levels, early_stop=early, average=config.average,
+    )
+    return _LevelResult(r.image, r.history, r.iterations, r.stopped)
+
+
+#: style images larger than this (px, longest side) get their statistics summed tile by tile
+STATS_TILE_EDGE = 1024
+
+
+def _style_stats(loss: PerceptualLoss, image: torch.Tensor, masks: torch.Tensor | None) -> Any:
+    if max(image.shape[-2:]) <= STATS_TILE_EDGE:
+        return loss.style_stats(image, masks)
+    from ..optim.tiled import style_sums_tiled
+    from ..losses import functional as LF
+
+    sums = style_sums_tiled(loss, image, masks, tile=STATS_TILE_EDGE, overlap=64)
+    return {layer: [LF.finalize(loss.kind, s) for s in regions] for layer, regions in sums.items()}
+
+
+def _resize_mask(mask: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    assert mask is not None
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    m = F.interpolate(mask, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return m / m.sum(0, keepdim=True).clamp_min(1e-6)
+
+
+def _match_luminance(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Shift/scale the style's luminance to the content's mean/std (Gatys et al. 2017, eq. 1)."""
+    from ..image import color
+
+    ys, yc = color.luminance(style), color.luminance(content)
+    y = (ys - ys.mean()) * (yc.std() / ys.std().clamp_min(1e-6)) + yc.mean()
+    return style + (y - ys)  # move all channels with the luminance; chroma is discarded later
+
+
+def config_replace(config: GatysConfig, **changes: Any) -> GatysConfig:
+    """A copy of ``config`` with ``changes`` (validated)."""
+    return dataclasses.replace(config, **changes)

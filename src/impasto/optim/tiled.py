@@ -1,0 +1,318 @@
+"""Memory-planned optimisation: estimate the peak memory of a run and, when the image does not
+fit the budget, optimise it tile by tile while the style statistics stay those of the WHOLE
+image (tiles cannot drift apart, so no seams).
+
+How: the style statistics are additive sums over pixels (``losses.functional.accumulate``). The
+tiles' *cores* partition the image; each pass first sums every tile's core statistics (no
+gradient), then optimises each tile (with its overlap as context) against the whole-image
+statistics = its own core sums (with gradient) + the sums of all other tiles (constants).
+Results are written back with feathered weights over the overlaps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..errors import ConfigError, UsageError
+from ..losses import functional as LF
+from ..progress import MessageEvent, SnapshotEvent, StageEvent, StepEvent, emit
+from .pixel import optimise_pixels
+
+__all__ = [
+    "TilePlan",
+    "parse_memory",
+    "available_memory",
+    "activation_elements_per_pixel",
+    "estimate_peak_bytes",
+    "plan_for",
+    "optimise_tiled",
+    "format_bytes",
+]
+
+# Calibrated on this code base (CPU, float32; see benchmarks/bench_gatys.py): peak RSS ≈
+# weights + pixels * (ACT_FACTOR * activation_floats_per_pixel * 4 + per-pixel optimiser state)
+ACT_FACTOR = 2.2
+_BASE_BYTES = 350 * 2**20  # interpreter, torch, libraries
+
+
+def parse_memory(text: str) -> int | None:
+    """``"8G"``, ``"6000M"``, ``"1.5GB"`` -> bytes; ``"auto"``/"" -> None."""
+    t = text.strip().lower()
+    if t in ("", "auto"):
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?", t)
+    if not m:
+        raise ConfigError(f"--max-memory {text!r}: expected a size like 8G, 6000M or 1.5GB")
+    value = float(m.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2)]
+    if value < 64 * 2**20:
+        raise ConfigError(f"--max-memory {text!r}: at least 64M is needed")
+    return int(value)
+
+
+def available_memory(device: torch.device) -> int:
+    """Free memory on ``device`` in bytes (CUDA: free device memory; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable size (GiB/MiB)."""
+    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+_ACT_CACHE: dict[tuple[int, tuple[str, ...]], float] = {}
+
+
+@torch.no_grad()
+def activation_elements_per_pixel(encoder: Any, layers: list[str]) -> float:
+    """Floats of activation kept per input pixel when running ``encoder`` up to ``layers``."""
+    key = (id(encoder), tuple(layers))
+    if key not in _ACT_CACHE:
+        probe = torch.zeros(1, 3, 64, 64, device=next((b.device for b in encoder.buffers()), torch.device("cpu")))
+        total = 0
+        x = encoder.preprocess(probe)
+        deepest = max(encoder._stage_names.index(encoder._targets[name]) for name in layers)
+        for i, module in enumerate(encoder.stages):
+            x = module(x)
+            total += x.numel()
+            if i >= deepest:
+                break
+        _ACT_CACHE[key] = total / (64 * 64)
+    return _ACT_CACHE[key]
+
+
+def estimate_peak_bytes(encoder: Any, layers: list[str], size: tuple[int, int], optimizer: str, *, history: int = 100) -> int:
+    """Estimated peak memory (bytes) of optimising an image of ``size`` with ``encoder``."""
+    pixels = size[0] * size[1]
+    act = activation_elements_per_pixel(encoder, layers) * 4 * ACT_FACTOR
+    weights = sum(p.numel() * p.element_size() for p in encoder.parameters())
+    state_vectors = 2 * history + 4 if optimizer == "lbfgs" else 6
+    state = 3 * 4 * state_vectors
+    return int(_BASE_BYTES + weights + pixels * (act + state))
+
+
+@dataclass
+class TilePlan:
+    """How one pyramid level is tiled."""
+
+    size: tuple[int, int]
+    tile: int
+    overlap: int
+    tiles: list[Any]
+    estimate: int  # bytes, untiled
+    tile_estimate: int
+    budget: int | None
+    inner_steps: int = 10
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        b = f" (budget {format_bytes(self.budget)})" if self.budget else ""
+        return (
+            f"{self.size[1]}x{self.size[0]} needs ~{format_bytes(self.estimate)} untiled{b}: optimising "
+            f"{len(self.tiles)} tiles of <= {self.tile}px with {self.overlap}px overlap "
+            f"(~{format_bytes(self.tile_estimate)}), style statistics over the whole image"
+        )
+
+
+def plan_for(config: Any, loss: Any, size: tuple[int, int], device: torch.device) -> TilePlan | None:
+    """A tiling plan when ``config.tile`` forces one or the image exceeds the memory budget."""
+    from ..image.tiles import plan_tiles
+
+    layers = loss.layers
+    estimate = estimate_peak_bytes(loss.encoder, layers, size, config.optimizer)
+    budget = parse_memory(config.max_memory)
+    limit = budget if budget is not None else int(available_memory(device) * 0.85)
+    tile = int(config.tile)
+    if tile == 0:
+        if estimate <= limit:
+            return None
+        # the largest tile (multiple of 64) whose optimisation fits, with a 10 % margin
+        tile = max(size)
+        while tile > 128 and estimate_peak_bytes(loss.encoder, layers, (tile, tile), config.optimizer, history=20) * 1.1 > limit:
+            tile = int(tile * 0.8) // 64 * 64
+        if estimate_peak_bytes(loss.encoder, layers, (tile, tile), config.optimizer, history=20) > limit:
+            raise UsageError(
+                f"even {tile}px tiles need ~{format_bytes(estimate_peak_bytes(loss.encoder, layers, (tile, tile), config.optimizer, history=20))}, "
+                f"more than the memory budget {format_bytes(limit)}; raise --max-memory"
+            )
+    if config.style_loss == "sliced_wasserstein":
+        raise UsageError(
+            "--style-loss sliced_wasserstein cannot be tiled (its statistics are not additive over tiles); "
+            "use gram, mean_std or wasserstein for images above the memory budget, or raise --max-memory"
+        )
+    overlap = min(int(config.tile_overlap), max(0, tile // 4))
+    tiles = plan_tiles(size, tile, overlap)
+    tile_est = estimate_peak_bytes(loss.encoder, layers, (min(tile, size[0]), min(tile, size[1])), config.optimizer, history=20)
+    return TilePlan(size=size, tile=tile, overlap=overlap, tiles=tiles, estimate=estimate, tile_estimate=tile_est, budget=budget)
+
+
+def _core_bounds(tiles: list[Any], size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Disjoint 'core' rectangles (one per tile) that partition the image: each boundary sits
+    in the middle of the overlap between neighbours."""
+    ys = sorted({t.y0 for t in tiles})
+    xs = sorted({t.x0 for t in tiles})
+    y_end = {t.y0: t.y1 for t in tiles}
+    x_end = {t.x0: t.x1 for t in tiles}
+
+    def cuts(starts: list[int], ends: dict[int, int], total: int) -> dict[int, tuple[int, int]]:
+        out = {}
+        for i, s in enumerate(starts):
+            lo = 0 if i == 0 else (s + ends[starts[i - 1]]) // 2
+            hi = total if i == len(starts) - 1 else (starts[i + 1] + ends[s]) // 2
+            out[s] = (lo, hi)
+        return out
+
+    cy, cx = cuts(ys, y_end, size[0]), cuts(xs, x_end, size[1])
+    return [(cy[t.y0][0], cy[t.y0][1], cx[t.x0][0], cx[t.x0][1]) for t in tiles]
+
+
+def _core_mask(tile: Any, core: tuple[int, int, int, int], device: torch.device) -> torch.Tensor:
+    h, w = tile.y1 - tile.y0, tile.x1 - tile.x0
+    m = torch.zeros(1, 1, h, w, device=device)
+    m[..., core[0] - tile.y0 : core[1] - tile.y0, core[2] - tile.x0 : core[3] - tile.x0] = 1.0
+    return m
+
+
+def _region_masks(core: torch.Tensor, masks: torch.Tensor | None, tile: Any) -> torch.Tensor:
+    if masks is None:
+        return core
+    crop = masks[..., tile.y0 : tile.y1, tile.x0 : tile.x1]
+    return crop * core
+
+
+@dataclass
+class TiledResult:
+    image: torch.Tensor
+    history: list[dict[str, float]]
+    iterations: int
+    stopped: str
+
+
+def optimise_tiled(
+    init: torch.Tensor,
+    loss: Any,
+    plan: TilePlan,
+    *,
+    iterations: int,
+    optimizer: str = "lbfgs",
+    lr: float | None = None,
+    callback: Callable[..., None] | None = None,
+    save_every: int = 0,
+    stage: int = 0,
+    stages: int = 1,
+    masks: torch.Tensor | None = None,
+    content: torch.Tensor | None = None,
+) -> TiledResult:
+    """Optimise ``init`` tile by tile; every tile gets ``iterations`` steps in passes of
+    ``plan.inner_steps``. ``content`` is the full-size content image (its features are
+    taken per tile as the content targets; default: ``init``)."""
+    from ..image.tiles import feather_weight
+
+    if loss.kind not in ("gram", "mean_std", "wasserstein"):
+        raise UsageError(f"style loss {loss.kind} cannot be tiled")
+    device = init.device
+    x = init.detach().clone()
+    content_full = content if content is not None else init
+    tiles = plan.tiles
+    cores = _core_bounds(tiles, plan.size)
+    core_masks = [_core_mask(t, c, device) for t, c in zip(tiles, cores)]
+    weights = [feather_weight(t, plan.size, plan.overlap).to(device) for t in tiles]
+    inner = max(1, min(plan.inner_steps, iterations)) if iterations else 0
+    passes = math.ceil(iterations / inner) if inner else 0
+    history: list[dict[str, float]] = []
+    stopped = "completed"
+    step_count = 0
+    content_targets: list[dict[str, torch.Tensor]] = []
+    with torch.no_grad():
+        for t in tiles:
+            crop = content_full[..., t.y0 : t.y1, t.x0 : t.x1]
+            content_targets.append({k: v.detach() for k, v in loss.encoder(crop, layers=list(loss.content_layers)).items()} if loss.content_weight > 0 else {})
+    emit(callback, StageEvent(stage=stage, stages=stages, description=f"scale {stage + 1}/{stages}: {plan.size[1]}x{plan.size[0]} in {len(tiles)} tiles", steps=passes * len(tiles)))
+    try:
+        for p in range(passes):
+            steps_now = min(inner, iterations - p * inner)
+            # whole-image statistics from every tile's core (constants for this pass)
+            with torch.no_grad():
+                tile_sums = []
+                for t, cm in zip(tiles, core_masks):
+                    crop = x[..., t.y0 : t.y1, t.x0 : t.x1]
+                    rm = _region_masks(cm, masks, t)
+                    feats = loss.encoder(crop, layers=list(loss.style_layers))
+                    tile_sums.append(loss._sums_from_features(feats, rm))
+                totals = _sum_all(tile_sums)
+            pass_losses: list[dict[str, float]] = []
+            for i, t in enumerate(tiles):
+                rest = _subtract(totals, tile_sums[i])
+                rm = _region_masks(core_masks[i], masks, t)
+                target = content_targets[i]
+                crop = x[..., t.y0 : t.y1, t.x0 : t.x1].clone()
+
+                def tile_loss(img: torch.Tensor, rest=rest, rm=rm, target=target) -> Any:
+                    return loss(img, style_offset=rest, content_target=target if target else None, masks=rm)
+
+                r = optimise_pixels(crop, tile_loss, iterations=steps_now, optimizer=optimizer, lr=lr, callback=None)
+                if r.stopped == "interrupted":
+                    raise KeyboardInterrupt
+                w = weights[i]
+                region = x[..., t.y0 : t.y1, t.x0 : t.x1]
+                region.mul_(1 - w).add_(r.image * w)  # feathered write-back over the overlaps
+                if r.history:
+                    pass_losses.append(r.history[-1])
+                step_count += 1
+                emit(callback, StepEvent(step=step_count, total=passes * len(tiles), losses=r.final_losses, stage=stage, stages=stages))
+            if pass_losses:
+                mean = {k: sum(h[k] for h in pass_losses) / len(pass_losses) for k in pass_losses[0]}
+                history.append(mean)
+            done = min(iterations, (p + 1) * inner)
+            if save_every and done % save_every < inner and done != iterations:
+                emit(callback, SnapshotEvent(step=done, image=x.clamp(0, 1).cpu().clone(), stage=stage))
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        emit(callback, MessageEvent("interrupted: keeping the current image", "warning"))
+    return TiledResult(image=x.clamp(0, 1), history=history, iterations=min(iterations, len(history) * inner), stopped=stopped)
+
+
+@torch.no_grad()
+def style_sums_tiled(loss: Any, image: torch.Tensor, masks: torch.Tensor | None, *, tile: int, overlap: int) -> dict[str, list[LF.Stats]]:
+    """Additive style sums of a large ``image`` computed tile by tile (constant memory); each
+    pixel is counted once (tile cores partition the image), overlaps give context."""
+    from ..image.tiles import plan_tiles
+
+    size = (int(image.shape[-2]), int(image.shape[-1]))
+    tiles = plan_tiles(size, tile, overlap)
+    cores = _core_bounds(tiles, size)
+    per_tile = []
+    for t, c in zip(tiles, cores):
+        cm = _core_mask(t, c, image.device)
+        feats = loss.encoder(image[..., t.y0 : t.y1, t.x0 : t.x1], layers=list(loss.style_layers))
+        per_tile.append(loss._sums_from_features(feats, _region_masks(cm, masks, t)))
+    return _sum_all(per_tile)
+
+
+def _sum_all(per_tile: list[dict[str, list[LF.Stats]]]) -> dict[str, list[LF.Stats]]:
+    total = per_tile[0]
+    for other in per_tile[1:]:
+        total = {layer: [LF.merge_sums(a, b) for a, b in zip(total[layer], other[layer])] for layer in total}
+    return total
+
+
+def _subtract(total: dict[str, list[LF.Stats]], part: dict[str, list[LF.Stats]]) -> dict[str, list[LF.Stats]]:
+    return {layer: [{k: a[k] - b[k] for k in a} for a, b in zip(total[layer], part[layer])] for layer in total}

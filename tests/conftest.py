@@ -1,0 +1,73 @@
+"""Shared fixtures: the repo's data folders, an isolated weights cache, tiny encoders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets an empty weights cache: nothing is read from or written to the user's."""
+    home = tmp_path_factory.mktemp("impasto_home")
+    monkeypatch.setenv("IMPASTO_HOME", str(home))
+    return home
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def bad_inputs() -> Path:
+    """The awkward and hostile files (copied from shared/bad-inputs with their README)."""
+    return DATA / "bad-inputs"
+
+
+@pytest.fixture(scope="session")
+def examples() -> Path:
+    return ROOT / "examples"
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder():
+    """tiny_vgg with deterministic random weights, all classic layers."""
+    from impasto.features import build_encoder
+
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+    return build_encoder("tiny_vgg", weights="random", layers=layers)
+
+
+def make_image(h: int = 48, w: int = 64, seed: int = 0, smooth: bool = True) -> torch.Tensor:
+    """A deterministic test image 1x3xHxW in [0, 1] with some structure."""
+    g = torch.Generator().manual_seed(seed)
+    img = torch.rand(1, 3, max(1, h // 8), max(1, w // 8), generator=g)
+    img = torch.nn.functional.interpolate(img, size=(h, w), mode="bilinear", align_corners=False) if smooth else torch.rand(1, 3, h, w, generator=g)
+    return (img + 0.1 * torch.rand(1, 3, h, w, generator=g)).clamp(0, 1)
+
+
+@pytest.fixture
+def image_factory():
+    return make_image
+
+
+@pytest.fixture
+def write_image(tmp_path: Path):
+    """Write a test image to a PNG/JPEG file and return its path."""
+    from PIL import Image
+    import numpy as np
+
+    def write(name: str, h: int = 48, w: int = 64, seed: int = 0, mode: str = "RGB") -> Path:
+        arr = (make_image(h, w, seed)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        im = Image.fromarray(arr, "RGB").convert(mode)
+        path = tmp_path / name
+        im.save(path)
+        return path
+
+    return write
