@@ -78,7 +78,9 @@ class ChecksumError(WeightsError):
 
 
 class DownloadError(WeightsError):
-    """A download failed (offline, HTTP error, interrupted)."""
+    """A download failed (offline, HTTP error, interrupted): a runtime failure (exit code 1)."""
+
+    exit_code = 1
 
 
 class WeightsUnavailableError(WeightsError):

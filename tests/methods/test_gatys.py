@@ -137,6 +137,16 @@ def test_too_small_content_is_refused(image_factory):
         api.stylize(image_factory(8, 64), image_factory(), encoder="tiny_vgg", weights="random", edge=64, scales="64", iterations=1)
 
 
-def test_zero_style_weights_refused(image_factory):
+def test_zero_style_weights_refused(image_factory, write_image):
+    style = write_image("s.png")
     with pytest.raises(UsageError, match="must not all be 0"):
-        api.stylize(image_factory(), [api.StyleSpec("x", 0.0)], **FAST)
+        api.stylize(image_factory(), [f"{style}:0"], **FAST)
+
+
+def test_style_spec_parsing():
+    assert api.parse_style_spec("a.jpg") == api.StyleSpec("a.jpg", 1.0, 1.0)
+    assert api.parse_style_spec("a.jpg:0.7") == api.StyleSpec("a.jpg", 0.7, 1.0)
+    assert api.parse_style_spec("a.jpg:0.7:2") == api.StyleSpec("a.jpg", 0.7, 2.0)
+    assert api.parse_style_spec("C:/x/a.jpg:0.5") == api.StyleSpec("C:/x/a.jpg", 0.5, 1.0)
+    with pytest.raises(ConfigError, match="blend weight must be >= 0"):
+        api.parse_style_spec("a.jpg:-1")

@@ -164,13 +164,17 @@ class PerceptualLoss(nn.Module):
         style_offset: Mapping[str, list[LF.Stats]] | None = None,
         content_target: Mapping[str, torch.Tensor] | None = None,
         masks: torch.Tensor | None = None,
+        content_mask: torch.Tensor | None = None,
+        sums_out: dict[str, list[LF.Stats]] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its terms ``{"content", "style", "tv"}`` (unweighted).
 
         ``style_offset``: additive sums from the rest of the image (tiled optimisation: the
         statistics are those of the whole image, not of the tile). ``content_target`` overrides
         the stored content features (a crop of them, for a tile). ``masks`` overrides the stored
-        content-region masks (a crop of them, for a tile).
+        content-region masks (a crop of them, for a tile). ``content_mask`` (B1HW) weights the
+        content error by position (a tile's core). ``sums_out`` receives this image's own style
+        sums (detached), before ``style_offset`` is added.
         """
         need_content = (content is not None or content_target is not None or self._content is not None) and self.content_weight > 0
         need_style = self._style is not None and self.style_weight > 0
@@ -185,12 +189,14 @@ class PerceptualLoss(nn.Module):
             else:
                 target = dict(content_target) if content_target is not None else self._content  # type: ignore[assignment]
             terms["content"] = sum(
-                (w * LF.content_loss(feats[l], target[l]) for l, w in self.content_layers.items() if w > 0), zero
+                (w * _content(feats[l], target[l], content_mask) for l, w in self.content_layers.items() if w > 0), zero
             )
         if need_style:
             assert self._style is not None
             region_masks = masks if masks is not None else self._content_masks
             sums = self._sums_from_features(feats, region_masks)
+            if sums_out is not None:
+                sums_out.update({layer: [{k: v.detach() for k, v in s.items()} for s in regions] for layer, regions in sums.items()})
             total = zero
             for layer, w in self.style_layers.items():
                 if w == 0:
@@ -205,6 +211,15 @@ class PerceptualLoss(nn.Module):
             terms["tv"] = LF.tv_loss(image)
         loss = self.content_weight * terms["content"] + self.style_weight * terms["style"] + self.tv_weight * terms["tv"]
         return loss, terms
+
+
+def _content(features: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return LF.content_loss(features, target)
+    m = LF._mask_like(mask, features)
+    diff = ((features - target).pow(2) * m).flatten(1).sum(1)
+    norm = (target.pow(2) * m).flatten(1).sum(1).clamp_min(1e-8)
+    return (diff / norm).mean()
 
 
 def _expand_offset(offset: LF.Stats, like: LF.Stats) -> LF.Stats:

@@ -135,7 +135,7 @@ class GatysConfig:
     average: float = field(default=0.0, metadata=_h("exponential averaging of the iterates (e.g. 0.9) for a smoother result; 0 = off"))
     max_memory: str = field(default="auto", metadata=_h("memory budget, e.g. 8G or 6000M; above it the image is optimised tile by tile with whole-image style statistics; auto = the device's free memory", metavar="SIZE"))
     tile: int = field(default=0, metadata=_h("force tiled optimisation with this tile edge in px (0 = only when needed)"))
-    tile_overlap: int = field(default=64, metadata=_h("overlap between tiles in px (feathered)"))
+    tile_overlap: int = field(default=64, metadata=_h("overlap between tiles in px (context for the features at tile borders)"))
     max_pixels: int = field(default=100_000_000, metadata=_h("refuse input images with more pixels than this (decompression-bomb guard)"))
 
     def __post_init__(self) -> None:
@@ -292,8 +292,6 @@ def run(
     is the image for ``--init FILE`` or a snapshot to resume from (with ``start_level`` and
     ``start_step``: the level it belongs to and the steps already done there).
     """
-    from ..image import color
-
     if not styles:
         raise UsageError("at least one style image is needed")
     t0 = time.perf_counter()
@@ -307,6 +305,8 @@ def run(
     min_side = encoder.min_side
 
     style_images = [s.image for s in styles]
+    if config.preserve_colors != "none":
+        from ..image import color
     if config.preserve_colors == "histogram":
         style_images = [color.match_color(img, content) for img in style_images]
     content_in = content
@@ -413,6 +413,7 @@ def _optimise_level(
         r = tiled_mod.optimise_tiled(
             init, loss, plan, iterations=iterations, optimizer=config.optimizer, lr=lr, callback=callback,
             save_every=config.save_every, stage=level, stages=levels, masks=cmask, content=content,
+            early_stop=early, average=config.average,
         )
         return _LevelResult(r.image, r.history, r.iterations, r.stopped, tiled=True)
     loss.set_content(content)

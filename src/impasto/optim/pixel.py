@@ -36,13 +36,13 @@ class PixelLoopResult:
         return self.history[-1] if self.history else {}
 
 
-def _make_optimizer(name: str, param: torch.Tensor, lr: float) -> torch.optim.Optimizer:
+def _make_optimizer(name: str, param: torch.Tensor, lr: float, history: int = 100) -> torch.optim.Optimizer:
     if name == "lbfgs":
         # One L-BFGS iteration per .step() call, so each call is one progress step; the history
         # lives in the optimiser state between calls. Negative tolerances: never stop early on
         # PyTorch's defaults (a peer's L-BFGS stops after 8 iterations because of them).
         return torch.optim.LBFGS(
-            [param], lr=lr, max_iter=1, max_eval=None, tolerance_grad=-1.0, tolerance_change=-1.0, history_size=100
+            [param], lr=lr, max_iter=1, max_eval=None, tolerance_grad=-1.0, tolerance_change=-1.0, history_size=history
         )
     if name == "adam":
         return torch.optim.Adam([param], lr=lr)
@@ -63,6 +63,8 @@ def optimise_pixels(
     early_stop: tuple[float, int] | None = None,
     average: float = 0.0,
     clamp: bool = True,
+    history_size: int = 100,
+    computes_grad: bool = False,
 ) -> PixelLoopResult:
     """Run ``iterations`` optimiser steps on a copy of ``init`` (BCHW in [0, 1]).
 
@@ -70,6 +72,8 @@ def optimise_pixels(
     over the last ``window`` steps. ``average`` > 0 keeps an exponential moving average of the
     iterates with that decay and returns it (smoother results). Ctrl-C (KeyboardInterrupt)
     ends the loop and returns the current image with ``stopped="interrupted"``.
+    ``computes_grad``: ``loss_fn`` fills ``x.grad`` itself (tiled optimisation) and returns a
+    detached loss. ``history_size``: L-BFGS memory (each entry costs two image-sized vectors).
     """
     if iterations < 0:
         raise UsageError(f"--iterations must be >= 0, got {iterations}")
@@ -78,8 +82,8 @@ def optimise_pixels(
     lr = default_lr(optimizer) if lr is None else lr
     if lr <= 0:
         raise UsageError(f"--lr must be > 0, got {lr}")
-    x = init.detach().clone().requires_grad_(True)
-    opt = _make_optimizer(optimizer, x, lr)
+    x = init.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+    opt = _make_optimizer(optimizer, x, lr, history_size)
     result = PixelLoopResult(image=init.detach().clone())
     ema = x.detach().clone() if average > 0 else None
     last_terms: dict[str, float] = {}
@@ -87,7 +91,8 @@ def optimise_pixels(
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
         loss, terms = loss_fn(x)
-        loss.backward()
+        if not computes_grad:
+            loss.backward()
         last_terms.clear()
         last_terms.update({"total": float(loss.detach())}, **{k: float(v.detach()) for k, v in terms.items()})
         return loss

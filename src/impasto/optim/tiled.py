@@ -6,12 +6,11 @@ How: the style statistics are additive sums over pixels (``losses.functional.acc
 tiles' *cores* partition the image; each pass first sums every tile's core statistics (no
 gradient), then optimises each tile (with its overlap as context) against the whole-image
 statistics = its own core sums (with gradient) + the sums of all other tiles (constants).
-Results are written back with feathered weights over the overlaps.
+Each evaluation adds every tile's gradient into one full-image gradient and the optimiser steps the whole image.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import torch
 
 from ..errors import ConfigError, UsageError
 from ..losses import functional as LF
-from ..progress import MessageEvent, SnapshotEvent, StageEvent, StepEvent, emit
+from ..progress import StageEvent, emit
 from .pixel import optimise_pixels
 
 __all__ = [
@@ -120,7 +119,6 @@ class TilePlan:
     estimate: int  # bytes, untiled
     tile_estimate: int
     budget: int | None
-    inner_steps: int = 10
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -206,6 +204,15 @@ class TiledResult:
     stopped: str
 
 
+def lbfgs_history_for(plan: TilePlan, optimizer: str, image_bytes: int) -> int:
+    """L-BFGS memory that fits the budget next to one tile's work (3..100)."""
+    if optimizer != "lbfgs":
+        return 100
+    limit = plan.budget if plan.budget is not None else max(plan.tile_estimate * 4, 2**31)
+    spare = limit - plan.tile_estimate - 6 * image_bytes
+    return int(max(3, min(100, spare // max(1, 2 * image_bytes))))
+
+
 def optimise_tiled(
     init: torch.Tensor,
     loss: Any,
@@ -220,74 +227,79 @@ def optimise_tiled(
     stages: int = 1,
     masks: torch.Tensor | None = None,
     content: torch.Tensor | None = None,
+    early_stop: tuple[float, int] | None = None,
+    average: float = 0.0,
 ) -> TiledResult:
-    """Optimise ``init`` tile by tile; every tile gets ``iterations`` steps in passes of
-    ``plan.inner_steps``. ``content`` is the full-size content image (its features are
-    taken per tile as the content targets; default: ``init``)."""
-    from ..image.tiles import feather_weight
+    """Optimise the whole image with gradients computed tile by tile.
 
+    Each evaluation runs every tile (with its overlap as context) through the encoder, compares
+    the WHOLE-image style statistics (this tile's core sums, live, plus every other tile's sums
+    from the previous evaluation) with the target, and adds the tile's gradient into one
+    full-image gradient; the optimiser then steps the whole image. This is gradient descent on
+    the whole-image objective, not per-tile optimisation, so tiles cannot drift apart and need
+    no blending. Memory: one tile's activations plus a few image-sized buffers (L-BFGS history
+    is sized to the budget). ``content`` is the full-size content image (default ``init``).
+    """
     if loss.kind not in ("gram", "mean_std", "wasserstein"):
         raise UsageError(f"style loss {loss.kind} cannot be tiled")
     device = init.device
-    x = init.detach().clone()
     content_full = content if content is not None else init
     tiles = plan.tiles
     cores = _core_bounds(tiles, plan.size)
     core_masks = [_core_mask(t, c, device) for t, c in zip(tiles, cores)]
-    weights = [feather_weight(t, plan.size, plan.overlap).to(device) for t in tiles]
-    inner = max(1, min(plan.inner_steps, iterations)) if iterations else 0
-    passes = math.ceil(iterations / inner) if inner else 0
-    history: list[dict[str, float]] = []
-    stopped = "completed"
-    step_count = 0
-    content_targets: list[dict[str, torch.Tensor]] = []
+    region = [_region_masks(cm, masks, t) for cm, t in zip(core_masks, tiles)]
+    total_pixels = float(plan.size[0] * plan.size[1])
+    shares = [float(cm.sum()) / total_pixels for cm in core_masks]
+    content_targets: list[dict[str, torch.Tensor] | None] = []
     with torch.no_grad():
         for t in tiles:
-            crop = content_full[..., t.y0 : t.y1, t.x0 : t.x1]
-            content_targets.append({k: v.detach() for k, v in loss.encoder(crop, layers=list(loss.content_layers)).items()} if loss.content_weight > 0 else {})
-    emit(callback, StageEvent(stage=stage, stages=stages, description=f"scale {stage + 1}/{stages}: {plan.size[1]}x{plan.size[0]} in {len(tiles)} tiles", steps=passes * len(tiles)))
-    try:
-        for p in range(passes):
-            steps_now = min(inner, iterations - p * inner)
-            # whole-image statistics from every tile's core (constants for this pass)
-            with torch.no_grad():
-                tile_sums = []
-                for t, cm in zip(tiles, core_masks):
-                    crop = x[..., t.y0 : t.y1, t.x0 : t.x1]
-                    rm = _region_masks(cm, masks, t)
-                    feats = loss.encoder(crop, layers=list(loss.style_layers))
-                    tile_sums.append(loss._sums_from_features(feats, rm))
-                totals = _sum_all(tile_sums)
-            pass_losses: list[dict[str, float]] = []
-            for i, t in enumerate(tiles):
-                rest = _subtract(totals, tile_sums[i])
-                rm = _region_masks(core_masks[i], masks, t)
-                target = content_targets[i]
-                crop = x[..., t.y0 : t.y1, t.x0 : t.x1].clone()
+            if loss.content_weight > 0:
+                crop = content_full[..., t.y0 : t.y1, t.x0 : t.x1]
+                content_targets.append({k: v.detach() for k, v in loss.encoder(crop, layers=list(loss.content_layers)).items()})
+            else:
+                content_targets.append(None)
+        tile_sums = []
+        for t, rm in zip(tiles, region):
+            feats = loss.encoder(init[..., t.y0 : t.y1, t.x0 : t.x1], layers=list(loss.style_layers))
+            tile_sums.append(loss._sums_from_features(feats, rm))
 
-                def tile_loss(img: torch.Tensor, rest=rest, rm=rm, target=target) -> Any:
-                    return loss(img, style_offset=rest, content_target=target if target else None, masks=rm)
+    def evaluate(x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        totals = _sum_all(tile_sums)
+        grad = torch.zeros_like(x)
+        acc = {"content": 0.0, "style": 0.0, "tv": 0.0}
+        total_value = 0.0
+        for i, t in enumerate(tiles):
+            crop = x.detach()[..., t.y0 : t.y1, t.x0 : t.x1].clone().requires_grad_(True)
+            own: dict[str, list[LF.Stats]] = {}
+            _, terms = loss(
+                crop, style_offset=_subtract(totals, tile_sums[i]), content_target=content_targets[i],
+                masks=region[i], content_mask=core_masks[i], sums_out=own,
+            )
+            # whole-image objective: content/TV are per-tile means weighted by the tile's share;
+            # the style term is already the whole image's and its gradient through this tile's
+            # own sums is exactly this tile's part of the whole-image gradient (its value is
+            # counted once overall)
+            local = shares[i] * (loss.content_weight * terms["content"] + loss.tv_weight * terms["tv"])
+            (local + loss.style_weight * terms["style"]).backward()
+            grad[..., t.y0 : t.y1, t.x0 : t.x1] += crop.grad
+            if own:
+                tile_sums[i] = own
+            acc["content"] += shares[i] * float(terms["content"].detach())
+            acc["tv"] += shares[i] * float(terms["tv"].detach())
+            acc["style"] += float(terms["style"].detach()) / len(tiles)
+            total_value += float(local.detach()) + loss.style_weight * float(terms["style"].detach()) / len(tiles)
+        x.grad = grad
+        out = {k: torch.tensor(v) for k, v in acc.items()}
+        return torch.tensor(total_value), out
 
-                r = optimise_pixels(crop, tile_loss, iterations=steps_now, optimizer=optimizer, lr=lr, callback=None)
-                if r.stopped == "interrupted":
-                    raise KeyboardInterrupt
-                w = weights[i]
-                region = x[..., t.y0 : t.y1, t.x0 : t.x1]
-                region.mul_(1 - w).add_(r.image * w)  # feathered write-back over the overlaps
-                if r.history:
-                    pass_losses.append(r.history[-1])
-                step_count += 1
-                emit(callback, StepEvent(step=step_count, total=passes * len(tiles), losses=r.final_losses, stage=stage, stages=stages))
-            if pass_losses:
-                mean = {k: sum(h[k] for h in pass_losses) / len(pass_losses) for k in pass_losses[0]}
-                history.append(mean)
-            done = min(iterations, (p + 1) * inner)
-            if save_every and done % save_every < inner and done != iterations:
-                emit(callback, SnapshotEvent(step=done, image=x.clamp(0, 1).cpu().clone(), stage=stage))
-    except KeyboardInterrupt:
-        stopped = "interrupted"
-        emit(callback, MessageEvent("interrupted: keeping the current image", "warning"))
-    return TiledResult(image=x.clamp(0, 1), history=history, iterations=min(iterations, len(history) * inner), stopped=stopped)
+    emit(callback, StageEvent(stage=stage, stages=stages, description=f"scale {stage + 1}/{stages}: {plan.size[1]}x{plan.size[0]} in {len(tiles)} tiles", steps=iterations))
+    image_bytes = init.numel() * init.element_size()
+    r = optimise_pixels(
+        init, evaluate, iterations=iterations, optimizer=optimizer, lr=lr, callback=callback, save_every=save_every,
+        stage=stage, stages=stages, early_stop=early_stop, average=average, computes_grad=True,
+        history_size=lbfgs_history_for(plan, optimizer, image_bytes),
+    )
+    return TiledResult(image=r.image, history=r.history, iterations=r.iterations, stopped=r.stopped)
 
 
 @torch.no_grad()

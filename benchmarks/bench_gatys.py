@@ -1,0 +1,145 @@
+"""Benchmarks for the optimisation method: seconds per step, peak memory, high resolution and
+time-to-quality. Prints plain tables. Each measurement runs in a fresh subprocess so its peak
+memory (ru_maxrss) is its own.
+
+  python benchmarks/bench_gatys.py            # full tables (tens of minutes on 2 cores)
+  python benchmarks/bench_gatys.py --quick    # tiny sizes, for CI (checks the code runs)
+  python benchmarks/bench_gatys.py --only steps|highres|quality
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+CHILD = r"""
+import json, resource, sys, time, torch
+torch.set_num_threads(int(sys.argv[2]))
+torch.set_flush_denormal(True)
+args = json.loads(sys.argv[1])
+from impasto.features import build_encoder
+from impasto.losses import PerceptualLoss
+from impasto.optim.pixel import optimise_pixels
+mode = args["mode"]
+if mode == "steps":
+    h, w = args["size"]
+    enc = build_encoder(args["encoder"], weights="random", layers=["relu4_2","relu1_1","relu2_1","relu3_1","relu4_1","relu5_1"])
+    L = PerceptualLoss(enc, content_layers=["relu4_2"], style_layers=["relu1_1","relu2_1","relu3_1","relu4_1","relu5_1"], style_weight=1e3)
+    g = torch.Generator().manual_seed(0)
+    c, s = torch.rand(1, 3, h, w, generator=g), torch.rand(1, 3, h, w, generator=g)
+    L.set_content(c); L.set_style([s])
+    optimise_pixels(c, lambda x: L(x), iterations=args["warmup"], optimizer=args["opt"])
+    t = time.perf_counter()
+    optimise_pixels(c, lambda x: L(x), iterations=args["steps"], optimizer=args["opt"])
+    dt = (time.perf_counter() - t) / args["steps"]
+    print(json.dumps({"s_per_step": dt, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+elif mode == "highres":
+    from impasto.methods.gatys import GatysConfig, StyleInput, run
+    edge = args["edge"]
+    enc = build_encoder(args["encoder"], weights="random", layers=["relu4_2","relu1_1","relu2_1","relu3_1","relu4_1","relu5_1"])
+    g = torch.Generator().manual_seed(0)
+    h = edge * 3 // 4
+    c = torch.nn.functional.interpolate(torch.rand(1, 3, h // 16, edge // 16, generator=g), size=(h, edge), mode="bilinear")
+    s = torch.rand(1, 3, 512, 512, generator=g)
+    cfg = GatysConfig(edge=edge, scales=str(edge), iterations=args["iters"], max_memory=args["budget"], encoder=args["encoder"], weights="random", optimizer="lbfgs", tile_overlap=64)
+    msgs = []
+    from impasto.progress import MessageEvent
+    t = time.perf_counter()
+    out = run(cfg, c, [StyleInput(s)], encoder=enc, callback=lambda e: msgs.append(e.text) if isinstance(e, MessageEvent) else None)
+    dt = time.perf_counter() - t
+    print(json.dumps({"time_s": dt, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tiled": out.levels[-1]["tiled"], "plan": msgs[0] if msgs else "untiled"}))
+elif mode == "quality":
+    from impasto.methods.gatys import GatysConfig, StyleInput, run, build_loss
+    from impasto.progress import StepEvent
+    from PIL import Image
+    import numpy as np
+    def load(p, edge):
+        im = Image.open(p).convert("RGB"); im.thumbnail((edge, edge))
+        return torch.from_numpy(np.asarray(im)).permute(2, 0, 1)[None].float() / 255
+    edge = args["edge"]
+    c, s = load("examples/content/tubingen.jpg", edge), load("examples/style/starry_night.jpg", edge)
+    enc = build_encoder(args["encoder"], weights="random", layers=["relu4_2","relu1_1","relu2_1","relu3_1","relu4_1","relu5_1"])
+    ref_cfg = GatysConfig(edge=edge, scales=str(edge), iterations=args["ref_steps"], encoder=args["encoder"], weights="random")
+    times = []
+    t0 = time.perf_counter()
+    ref = run(ref_cfg, c, [StyleInput(s)], encoder=enc, callback=lambda e: times.append((time.perf_counter() - t0, e.losses["total"])) if isinstance(e, StepEvent) else None)
+    target = ref.history[-1]["total"]
+    ref_time = times[-1][0]
+    # coarse-to-fine: optimise at edge/4 and edge/2 first, then at full size until the target is reached
+    ctf_cfg = GatysConfig(edge=edge, scales=f"{edge // 4},{edge // 2},{edge}", scale_iterations=f"{args['ref_steps']},{args['ref_steps'] // 2},{args['ref_steps']}", encoder=args["encoder"], weights="random")
+    times2 = []
+    t1 = time.perf_counter()
+    class Done(Exception): pass
+    def cb(e):
+        if isinstance(e, StepEvent):
+            times2.append((time.perf_counter() - t1, e.stage, e.losses["total"]))
+            if e.stage == e.stages - 1 and e.losses["total"] <= target:
+                raise KeyboardInterrupt
+    run(ctf_cfg, c, [StyleInput(s)], encoder=enc, callback=cb)
+    final = [t for t in times2 if t[1] == 2]
+    reached = final[-1][0] if final and final[-1][2] <= target else None
+    print(json.dumps({"ref_steps": args["ref_steps"], "ref_time_s": ref_time, "target_loss": target, "ctf_time_s": reached, "ctf_final_steps": len(final)}))
+"""
+
+
+def child(args: dict, threads: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args), str(threads)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark child failed: {args}\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    sys.stdout.flush()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (CI)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", choices=("steps", "highres", "quality"))
+    a = ap.parse_args()
+    enc = "tiny_vgg" if a.quick else "vgg19"
+    print(f"impasto gatys benchmarks ({'quick' if a.quick else 'full'}; encoder {enc}, random weights, {a.threads} threads)")
+
+    if a.only in (None, "steps"):
+        sizes = [(48, 64)] if a.quick else [(192, 256), (384, 512)]
+        rows = []
+        for h, w in sizes:
+            for opt in ("lbfgs", "adam"):
+                r = child({"mode": "steps", "size": [h, w], "encoder": enc, "opt": opt, "warmup": 2, "steps": 3 if a.quick else 10}, a.threads)
+                rows.append([f"{w}x{h}", opt, f"{r['s_per_step']:.3f}", f"{r['peak_mb']:.0f}"])
+        table("seconds per optimisation step (content relu4_2, style relu1_1..relu5_1)", ["size", "optimizer", "s/step", "peak MB"], rows)
+
+    if a.only in (None, "highres"):
+        edges = [(96, "1G")] if a.quick else [(1024, "auto"), (2048, "auto"), (4096, "8G")]
+        rows = []
+        for edge, budget in edges:
+            r = child({"mode": "highres", "edge": edge, "encoder": enc, "iters": 1, "budget": budget}, a.threads)
+            rows.append([f"{edge}x{edge * 3 // 4}", budget, "yes" if r["tiled"] else "no", f"{r['time_s']:.1f}", f"{r['peak_mb']:.0f}"])
+        table("high resolution: one L-BFGS iteration over the whole image (incl. targets)", ["size", "budget", "tiled", "time s", "peak MB"], rows)
+
+    if a.only in (None, "quality"):
+        edge, steps = (64, 10) if a.quick else (512, 500)
+        r = child({"mode": "quality", "edge": edge, "encoder": enc, "ref_steps": steps}, a.threads)
+        speed = f"{r['ref_time_s'] / r['ctf_time_s']:.1f}x" if r["ctf_time_s"] else "not reached"
+        table(
+            f"time to quality at {edge}px: until the loss of {steps} single-scale L-BFGS steps is reached",
+            ["single-scale s", "coarse-to-fine s", "speed-up", "final-scale steps"],
+            [[f"{r['ref_time_s']:.1f}", f"{r['ctf_time_s']:.1f}" if r["ctf_time_s"] else "-", speed, str(r["ctf_final_steps"])]],
+        )
+
+
+if __name__ == "__main__":
+    t = time.time()
+    main()
+    print(f"\n(total {time.time() - t:.0f} s)")
