@@ -52,6 +52,9 @@ __all__ = [
     "export_model",
     "load_model",
     "stylise_tensor",
+    "TorchRunner",
+    "OnnxRunner",
+    "auto_tile",
     "parse_layers",
 ]
 
@@ -695,7 +698,7 @@ def auto_tile(size: tuple[int, int], max_tile: int, overlap: int, cell: int) -> 
         n += 1
 
 
-class _TorchRunner:
+class TorchRunner:
     """Runs a loaded model with PyTorch (whole image or one tile)."""
 
     def __init__(self, model: LoadedModel, config: ApplyConfig) -> None:
@@ -723,7 +726,7 @@ class _TorchRunner:
         return frozen_statistics(self.net, lambda: self(reference, size))
 
 
-class _OnnxRunner:
+class OnnxRunner:
     """Runs an exported model with ONNX Runtime on the CPU."""
 
     def __init__(self, onnx_path: Path, meta: Mapping[str, Any], config: ApplyConfig) -> None:
@@ -915,12 +918,12 @@ def apply_model(
         if not model_file.exists():
             raise ModelFileError(f"{model_file}: no such model file")
         onnx_path, meta, tmp_holder = _onnx_for(model_file, callback=callback)
-        runner: Any = _OnnxRunner(onnx_path, meta, config)
+        runner: Any = OnnxRunner(onnx_path, meta, config)
         cell = int(meta.get("multiple", 4))
     else:
         loaded = load_model(model_file, device=config.device)
         meta = loaded.meta
-        runner = _TorchRunner(loaded, config)
+        runner = TorchRunner(loaded, config)
         cell = _cells(loaded.net)
     texture_only = meta["arch"] == "texture" and not bool(meta.get("net_config", {}).get("content", True))
     out = Path(out_dir)

@@ -1,0 +1,42 @@
+"""``impasto export``: export a trained model to ONNX or TorchScript."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["register", "run_command"]
+
+EPILOG = """\
+examples:
+  impasto export models/starry/model.pt                        # -> models/starry/model.onnx
+  impasto export models/starry/model.pt --format torchscript -o starry.torchscript.pt
+  impasto apply models/starry/model.onnx photo.jpg -o out/     # run it with ONNX Runtime
+
+The ONNX graph takes any batch, height and width (sides a multiple of 4, or 16 for texture
+networks; `impasto apply` pads and crops) and carries the model's description as metadata.
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a trained network to ONNX or TorchScript",
+        description="Export a model trained by `impasto train` for ONNX Runtime or TorchScript.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", help="model file (model.pt) or training folder")
+    p.add_argument("-o", "--output", metavar="OUT", help="output file (default: next to the model, .onnx or .torchscript.pt)")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="export format (default: onnx)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version, >= 17 (default: 17)")
+    p.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from ..methods.feedforward import export_model
+
+    path = export_model(args.model, args.output, format=args.format, opset=args.opset)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,153 @@
+"""Feed-forward training: the loss goes down, a resumed run equals an uninterrupted one, the
+model file describes itself, and the run folder holds what the monitor and --resume need."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from impasto.errors import ConfigError, Interrupted, ModelFileError, UsageError
+from impasto.methods.feedforward import MODEL_FORMAT, TrainConfig, load_model, train
+from impasto.progress import MessageEvent, SnapshotEvent, StepEvent
+
+
+class Crash(Exception):
+    """Stands in for the process being killed (no cleanup, no checkpoint)."""
+
+
+def _log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def _state(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_a_few_steps_lower_the_loss(tmp_path, photo_folder, style_file, tiny):
+    config = TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 24, "lr": 5e-3, "lr_schedule": "constant", "log_every": 1, "tv_weight": 0.0})
+    train(config, style_file, photo_folder, tmp_path / "run")
+    totals = [r["total"] for r in _log(tmp_path / "run")]
+    assert len(totals) == 24
+    first, last = sum(totals[:4]) / 4, sum(totals[-4:]) / 4
+    assert last < 0.8 * first, f"loss did not go down: {first:.3f} -> {last:.3f}"
+
+
+def test_resume_after_a_kill_equals_the_uninterrupted_run(tmp_path, photo_folder, style_file, tiny):
+    """Bit-identical on the CPU with workers=0 (same thread count); the data order, crops, Adam
+    state, schedule and RNG states all come back from the checkpoint."""
+    config = TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 6, "checkpoint_every": 2, "log_every": 1})
+    whole = train(config, style_file, photo_folder, tmp_path / "whole")
+
+    def kill_at_5(event):
+        if isinstance(event, StepEvent) and event.step == 5:
+            raise Crash
+    with pytest.raises(Crash):
+        train(config, style_file, photo_folder, tmp_path / "killed", callback=kill_at_5)
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["step"] == 4
+    resumed = train(config, style_file, photo_folder, tmp_path / "killed", resume=True)
+
+    a, b = _state(whole), _state(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("elapsed_s", "images_per_s")} for r in rs]  # noqa: E731
+    assert strip(_log(tmp_path / "killed")) == strip(_log(tmp_path / "whole")), "the log is not duplicated on resume"
+
+
+def test_ctrl_c_saves_the_last_step_and_resume_continues(tmp_path, photo_folder, style_file, tiny):
+    config = TrainConfig(**{**tiny, "arch": "texture", "steps": 4, "checkpoint_every": 0, "log_every": 1})
+    whole = train(config, style_file, photo_folder, tmp_path / "whole")
+
+    def ctrl_c_at_3(event):
+        if isinstance(event, StepEvent) and event.step == 3:
+            raise KeyboardInterrupt
+    with pytest.raises(Interrupted, match="step 3"):
+        train(config, style_file, photo_folder, tmp_path / "stopped", callback=ctrl_c_at_3)
+    resumed = train(config, style_file, photo_folder, tmp_path / "stopped", resume=True)
+    a, b = _state(whole), _state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_folder_contents_and_self_describing_model(tmp_path, photo_folder, style_file, tiny):
+    config = TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 2, "preview_every": 1, "preview_count": 2, "log_every": 1, "licence": "CC-BY 4.0, painter X"})
+    events = []
+    model_path = train(config, style_file, photo_folder, tmp_path / "run", callback=events.append)
+    run = tmp_path / "run"
+    assert model_path == run / "model.pt"
+    assert sorted(p.name for p in (run / "previews" / "step_000002").iterdir()) == ["00.png", "01.png"]
+    assert (run / "previews" / "step_000001").is_dir()
+    resolved = json.loads((run / "config.json").read_text())
+    assert resolved["config"]["arch"] == "johnson-small" and resolved["style"]["name"] == "style.png"
+    assert resolved["step"] == 2
+    assert any(isinstance(e, SnapshotEvent) for e in events)
+    warnings = [e.text for e in events if isinstance(e, MessageEvent) and e.level == "warning"]
+    assert any("skipped 1 unreadable" in w for w in warnings), warnings
+    assert _log(run)[-1]["skipped"] >= 1
+
+    raw = torch.load(model_path, weights_only=True)
+    for key in ("format", "version", "arch", "net_config", "train_config", "style_name", "style_sha256", "steps", "licence", "notice", "state_dict"):
+        assert key in raw, key
+    assert raw["format"] == MODEL_FORMAT and raw["steps"] == 2 and raw["licence"] == "CC-BY 4.0, painter X"
+    assert len(raw["style_sha256"]) == 64
+    model = load_model(model_path)
+    assert model.arch == "johnson-small" and not model.net.training
+    with torch.no_grad():
+        assert model.net(torch.rand(1, 3, 20, 28)).shape == (1, 3, 20, 28)
+
+
+def test_texture_mode_trains_without_photos(tmp_path, style_file, tiny):
+    config = TrainConfig(**{**tiny, "arch": "texture", "texture": True, "steps": 2, "preview_every": 2, "preview_count": 1})
+    model_path = train(config, style_file, None, tmp_path / "tex")
+    model = load_model(model_path)
+    assert model.texture
+    assert (tmp_path / "tex" / "previews" / "step_000002" / "00.png").is_file()
+    with pytest.raises(ConfigError, match="--arch texture"):
+        TrainConfig(arch="johnson", texture=True)
+
+
+def test_bad_model_files_raise_model_file_error(tmp_path, photo_folder, style_file, tiny):
+    config = TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 1})
+    model_path = train(config, style_file, photo_folder, tmp_path / "run")
+    data = model_path.read_bytes()
+    cases = {
+        "truncated.pt": data[: len(data) // 2],
+        "text.pt": b"hello, not a model",
+        "empty.pt": b"",
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    torch.save({"some": torch.zeros(2)}, tmp_path / "other.pt")
+    raw = torch.load(model_path, weights_only=True)
+    raw["state_dict"] = {k: v[..., :1] for k, v in raw["state_dict"].items()}
+    torch.save(raw, tmp_path / "wrong_shapes.pt")
+    for name in [*cases, "other.pt", "wrong_shapes.pt", "missing.pt"]:
+        with pytest.raises(ModelFileError) as info:
+            load_model(tmp_path / name)
+        message = str(info.value)
+        assert name in message and "\n" not in message, message
+    with pytest.raises(ModelFileError, match="checkpoint"):
+        load_model(tmp_path / "run" / "checkpoint.pt")
+
+
+def test_resume_rules(tmp_path, photo_folder, style_file, tiny):
+    config = TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 2, "checkpoint_every": 1})
+    train(config, style_file, photo_folder, tmp_path / "run")
+    with pytest.raises(UsageError, match="--resume"):
+        train(config, style_file, photo_folder, tmp_path / "run")
+    with pytest.raises(ConfigError, match="lr"):
+        train(TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 3, "lr": 0.5}), style_file, photo_folder, tmp_path / "run", resume=True)
+    with pytest.raises(UsageError, match="nothing to resume"):
+        train(config, style_file, photo_folder, tmp_path / "fresh", resume=True)
+    # more steps than planned: continues from the final checkpoint
+    longer = train(TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 3, "checkpoint_every": 1}), style_file, photo_folder, tmp_path / "run", resume=True)
+    assert torch.load(longer, weights_only=True)["steps"] == 3
+
+
+def test_amp_and_channels_last_are_cuda_only(tmp_path, photo_folder, style_file, tiny):
+    config = TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 1, "amp": True, "channels_last": True, "device": "cpu"})
+    events = []
+    train(config, style_file, photo_folder, tmp_path / "run", callback=events.append)
+    texts = " ".join(e.text for e in events if isinstance(e, MessageEvent))
+    assert "--amp works on CUDA only" in texts and "--channels-last" in texts
