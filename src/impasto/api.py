@@ -18,7 +18,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_path, check_writable
-from .config import config_from_mapping, config_to_dict
+from .config import config_from_mapping, config_to_dict  # noqa: F401 (re-exported for callers)
 from .errors import ConfigError, ImageTooSmallError, UsageError
 from .progress import Event, SnapshotEvent, emit
 

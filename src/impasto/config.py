@@ -68,6 +68,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, group_ti
             shown = ",".join(str(x) for x in default) if default else "none"
         elif isinstance(default, Mapping):
             shown = ",".join(f"{k}:{v}" for k, v in default.items()) if default else "none"
+        elif default == "":
+            shown = "none"
         help_text = f.metadata.get("help", "")
         help_text = f"{help_text} (default: {shown})" if help_text else f"default: {shown}"
         help_text = help_text.replace("%", "%%")
@@ -77,6 +79,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, group_ti
             kwargs["choices"] = list(f.metadata["choices"])
         if "metavar" in f.metadata:
             kwargs["metavar"] = f.metadata["metavar"]
+        elif "choices" not in f.metadata and tp in (int, float):
+            kwargs["metavar"] = "N" if tp is int else "X"
         if tp is bool:
             kwargs.pop("metavar", None)
             kwargs["action"] = argparse.BooleanOptionalAction

@@ -8,14 +8,15 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# CI clones the repo somewhere else with shared/ beside it, so resolve from the repo root.
-BAD_INPUTS = REPO_ROOT.parent / "shared" / "bad-inputs"
+# A copy of shared/bad-inputs (with its README) lives in the repository, so the tests need
+# nothing outside the checkout.
+BAD_INPUTS = REPO_ROOT / "tests" / "data" / "bad-inputs"
 
 
 @pytest.fixture(scope="session")
 def bad() -> Path:
-    """/work/shared/bad-inputs (or wherever shared/ lies beside the checkout). Never skipped."""
-    assert BAD_INPUTS.is_dir(), f"{BAD_INPUTS} is missing: the image tests need shared/bad-inputs beside the repository"
+    """tests/data/bad-inputs (a copy of shared/bad-inputs). Never skipped."""
+    assert BAD_INPUTS.is_dir(), f"{BAD_INPUTS} is missing: the image tests need the copy of shared/bad-inputs in the repository"
     return BAD_INPUTS
 
 
