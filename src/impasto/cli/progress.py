@@ -37,6 +37,8 @@ class ProgressRenderer:
                 self.bar.set_postfix({k: f"{v:.4g}" for k, v in event.losses.items()}, refresh=False)
         elif isinstance(event, MessageEvent):
             self.messages.append(event.text)
+            if not self.enabled and event.level != "warning":  # --quiet keeps warnings only
+                return
             prefix = "warning: " if event.level == "warning" else ""
             if self.bar is not None:
                 self.bar.write(prefix + event.text, file=sys.stderr)

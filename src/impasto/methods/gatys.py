@@ -407,7 +407,13 @@ def _optimise_level(
     lr = config.lr or None
     from ..optim import tiled as tiled_mod
 
-    plan = tiled_mod.plan_for(config, loss, tuple(init.shape[-2:]), init.device)
+    size = (int(init.shape[-2]), int(init.shape[-1]))
+    plan = tiled_mod.plan_for(config, loss, size, init.device)
+    if plan is None:
+        estimate = tiled_mod.estimate_peak_bytes(loss.encoder, loss.layers, size, config.optimizer)
+        budget = tiled_mod.parse_memory(config.max_memory)
+        limit = f"budget {tiled_mod.format_bytes(budget)}" if budget else f"{tiled_mod.format_bytes(tiled_mod.available_memory(init.device))} free"
+        emit(callback, MessageEvent(f"{size[1]}x{size[0]}: estimated peak memory {tiled_mod.format_bytes(estimate)} ({limit}), untiled"))
     if plan is not None:
         emit(callback, MessageEvent(plan.describe()))
         r = tiled_mod.optimise_tiled(
