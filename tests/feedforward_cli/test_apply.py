@@ -126,6 +126,10 @@ def test_texture_tiles_agree_with_the_whole_texture(models):
 
 
 def test_auto_tile():
+    assert auto_tile((1024, 1024), 768, 64, 4, whole_pixels=1024 * 1024) == 0
+    assert auto_tile((2048, 2048), 768, 64, 4, whole_pixels=1024 * 1024) == 728
+    assert auto_tile((1000, 1040), 768, 64, 4, whole_pixels=1024 * 1024) == 0
+    assert auto_tile((1100, 1100), 768, 64, 4, whole_pixels=1024 * 1024) == 584
     assert auto_tile((800, 600), 1024, 64, 4) == 0
     side = auto_tile((2048, 2048), 1088, 64, 4)
     assert side <= 1088 and side % 4 == 0

@@ -72,6 +72,9 @@ def run_command(args: argparse.Namespace) -> int:
         config = config_from_mapping(TrainConfig, given)
         if not config.texture and not args.data:
             raise UsageError("give a folder of training photos with --data PHOTOS_DIR (or --texture --arch texture for texture synthesis)")
+    from .apply import tune_allocator
+
+    tune_allocator()  # see its docstring: ~1.3x faster steps on a CPU
     renderer = ProgressRenderer(enabled=not quiet, unit="step", desc="training")
     try:
         model = train(config, style, data, out, callback=renderer, resume=args.resume)

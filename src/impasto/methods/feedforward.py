@@ -162,13 +162,14 @@ class ApplyConfig:
     edge: int = field(default=0, metadata=_h("resize so the longest side is this many px before stylising (0 = keep the size)"))
     strength: float = field(default=1.0, metadata=_h("blend with the photo: 0 = the photo, 1 = fully stylised"))
     preserve_colors: str = field(default="none", metadata=_h("keep the photo's colours: luminance (stylised luminance + photo chroma) or histogram (match the result's colour statistics to the photo)", choices=COLOR_MODES))
-    tile: int = field(default=0, metadata=_h("tile edge in px for big images (memory stays constant); 0 = automatic (tiles only above --max-tile)"))
-    max_tile: int = field(default=1024, metadata=_h("automatic tiling: largest tile side in px"))
+    tile: int = field(default=0, metadata=_h("tile side in px (the network's memory stays constant); 0 = automatic: images up to --whole-pixels run whole, bigger ones in tiles of at most --max-tile"))
+    whole_pixels: int = field(default=1024 * 1024, metadata=_h("automatic tiling: images with at most this many pixels run whole (about 0.9 GB for johnson at 1024x1024)"))
+    max_tile: int = field(default=768, metadata=_h("automatic tiling: largest tile side in px"))
     overlap: int = field(default=64, metadata=_h("overlap between tiles in px (feathered blending)"))
-    stats_edge: int = field(default=1024, metadata=_h("tiled mode: longest side of the (downscaled) copy on which instance-norm statistics are measured"))
+    stats_edge: int = field(default=768, metadata=_h("tiled mode: longest side of the (downscaled) copy on which instance-norm statistics are measured"))
     runtime: str = field(default="auto", metadata=_h("inference engine: torch, onnx (ONNX Runtime on the CPU), auto (onnx for .onnx files, else torch)", choices=RUNTIMES))
     device: str = field(default="cpu", metadata=_h("torch runtime device: cpu, auto, cuda, cuda:N, mps"))
-    channels_last: bool = field(default=True, metadata=_h("torch runtime: channels-last memory format (faster on most CPUs and GPUs)"))
+    channels_last: bool = field(default=False, metadata=_h("torch runtime: channels-last memory format (try it on GPUs; slower on CPUs here)"))
     seed: int = field(default=0, metadata=_h("noise seed for texture networks (different seeds, different textures)"))
     size: str = field(default="512x512", metadata=_h("texture synthesis (--texture models, no input images): output size HxW", metavar="HxW"))
     suffix: str = field(default="", metadata=_h("added to each output name before the extension, e.g. _styled"))
@@ -182,6 +183,8 @@ class ApplyConfig:
             (0.0 <= self.strength <= 1.0, f"--strength must be in [0, 1], got {self.strength}"),
             (self.tile == 0 or self.tile >= 16, f"--tile must be 0 (automatic) or >= 16 px, got {self.tile}"),
             (self.max_tile >= 64, f"--max-tile must be >= 64 px, got {self.max_tile}"),
+            (self.whole_pixels >= 0, f"--whole-pixels must be >= 0, got {self.whole_pixels}"),
+            (self.tile or self.overlap < self.max_tile, f"--overlap ({self.overlap}) must be smaller than --max-tile ({self.max_tile})"),
             (self.overlap >= 0, f"--overlap must be >= 0, got {self.overlap}"),
             (self.tile == 0 or self.overlap < self.tile, f"--overlap ({self.overlap}) must be smaller than --tile ({self.tile})"),
             (self.stats_edge >= 16, f"--stats-edge must be >= 16 px, got {self.stats_edge}"),
@@ -334,12 +337,6 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
 # training
 
 
-def _resolve_layers(config: TrainConfig, spec: Any) -> tuple[dict[str, float], dict[str, float]]:
-    content = parse_layers(config.content_layers)
-    style = parse_layers(config.style_layers)
-    return content, style
-
-
 def _init_net(arch: str, texture: bool, seed: int) -> tuple[torch.nn.Module, dict[str, Any]]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -438,7 +435,7 @@ def train(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     # ---- loss network, loss and generator ------------------------------------------------
-    content_layers, style_layers = _resolve_layers(config, None)
+    content_layers, style_layers = parse_layers(config.content_layers), parse_layers(config.style_layers)
     encoder = build_encoder(config.encoder, weights=config.weights, layers=list(dict.fromkeys([*content_layers, *style_layers])), pooling=config.pooling, device=device)
     if getattr(encoder.weights, "warning", None):
         _emit_warning(callback, str(encoder.weights.warning))
@@ -683,12 +680,19 @@ def _plan(size: tuple[int, int], tile: int, overlap: int, cell: int) -> tuple[li
     return tiles, (ch * cell, cw * cell)
 
 
-def auto_tile(size: tuple[int, int], max_tile: int, overlap: int, cell: int) -> int:
-    """No tiling (0) when the image fits in ``max_tile``; else the smallest tile side (a multiple of
-    ``cell``) that covers the image with as few tiles per side as ``max_tile`` allows."""
+def auto_tile(size: tuple[int, int], max_tile: int, overlap: int, cell: int, *, whole_pixels: int | None = None) -> int:
+    """Tile side for automatic tiling, 0 for none.
+
+    No tiling when the image has at most ``whole_pixels`` pixels (or, if that is None, when it
+    fits in ``max_tile``); otherwise the smallest side (a multiple of ``cell``, at most
+    ``max_tile``) that covers the image with as few tiles per side as possible.
+    """
+    h, w = size
     longest = max(size)
-    if longest <= max_tile:
+    if (whole_pixels is None and longest <= max_tile) or (whole_pixels is not None and h * w <= whole_pixels):
         return 0
+    if longest <= max_tile:
+        return 0  # one tile would be the whole image anyway
     n = 2
     while True:
         side = -(-(longest + (n - 1) * overlap) // n)
@@ -790,7 +794,7 @@ def stylise_tensor(runner: Any, image: torch.Tensor | None, size: tuple[int, int
     (downscaled to ``stats_edge`` if larger) and frozen while the tiles run.
     """
     from ..image.resize import fit_edge, resize
-    from ..image.tiles import blend_tiles
+    from ..image.tiles import feather_weight
 
     h, w = size
     if not tile or (h <= tile and w <= tile):
@@ -806,14 +810,18 @@ def stylise_tensor(runner: Any, image: torch.Tensor | None, size: tuple[int, int
     if max(h, w) > stats_edge:  # measure the statistics on a downscaled copy (bounded memory)
         ref_size = fit_edge((h, w), stats_edge)
         reference = None if image is None else resize(image, ref_size)
+    acc: torch.Tensor | None = None
+    total = torch.zeros(1, 1, ch, cw)
     with runner.frozen(reference, ref_size):
-        def results() -> Iterable[tuple[Any, torch.Tensor]]:
-            for t in tiles:
-                crop = None if canvas is None else t.crop(canvas)
-                yield t, runner(crop, t.size, (t.y0, t.x0))
-
-        out = blend_tiles(results(), (ch, cw), overlap)
-    return out[..., :h, :w]
+        for t in tiles:
+            y = runner(None if canvas is None else t.crop(canvas), t.size, (t.y0, t.x0))
+            weight = feather_weight(t, (ch, cw), overlap)
+            if acc is None:
+                acc = torch.zeros(y.shape[0], y.shape[1], ch, cw)
+            t.crop(acc).addcmul_(y, weight)
+            t.crop(total).add_(weight)
+    assert acc is not None
+    return acc.div_(total)[..., :h, :w]  # in place: one full-size buffer less for huge images
 
 
 @dataclass
@@ -951,7 +959,7 @@ def apply_model(
         if images:
             raise UsageError(f"{model_file}: a texture-synthesis model takes no input images; set the size with --size HxW")
         size = parse_size(config.size)
-        tile = config.tile or auto_tile(size, config.max_tile, config.overlap, cell)
+        tile = config.tile or auto_tile(size, config.max_tile, config.overlap, cell, whole_pixels=config.whole_pixels)
         y = stylise_tensor(runner, None, size, tile=tile, overlap=config.overlap, stats_edge=config.stats_edge, cell=cell)
         target = out / f"texture_{config.seed}{config.suffix}{ext}"
         save_image(target, y, metadata={**base_meta, "seed": config.seed, "size": list(size)}, bit_depth=config.bit_depth)
@@ -964,6 +972,7 @@ def apply_model(
         raise UsageError("no input images (give image files or folders)" if not images else f"no images found in {', '.join(str(i) for i in images)}")
     single = len(items) == 1 and not Path(images[0]).is_dir()
     taken: set[Path] = set()
+    warned_onnx_tiles = False
     emit(callback, StageEvent(0, 1, "stylising", len(items)))
     try:
         for n, (src, rel) in enumerate(items, 1):
@@ -986,7 +995,10 @@ def apply_model(
             if config.edge and max(photo.shape[-2:]) != config.edge:
                 photo = resize_to_edge(photo, config.edge)
             size = (int(photo.shape[-2]), int(photo.shape[-1]))
-            tile = config.tile or auto_tile(size, config.max_tile, config.overlap, cell)
+            tile = config.tile or auto_tile(size, config.max_tile, config.overlap, cell, whole_pixels=config.whole_pixels)
+            if tile and runtime == "onnx" and not warned_onnx_tiles and (size[0] > tile or size[1] > tile):
+                warned_onnx_tiles = True
+                _emit_warning(callback, "the ONNX runtime normalises each tile by itself (tiles may differ slightly in tone); --runtime torch measures the statistics once for the whole image")
             y = stylise_tensor(runner, photo, size, tile=tile, overlap=config.overlap, stats_edge=config.stats_edge, cell=cell)
             if config.preserve_colors == "luminance":
                 y = transfer_luminance(y, photo)

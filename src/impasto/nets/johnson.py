@@ -41,7 +41,7 @@ class ConvLayer(nn.Module):
         super().__init__()
         self.pad = kernel // 2
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, groups=groups)
-        self.norm = InstanceNorm(c_out, relu=relu) if norm == "instance" else None
+        self.norm = InstanceNorm(c_out, relu=relu, inplace=True) if norm == "instance" else None
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,28 +16,57 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["InstanceNorm", "instance_norm", "frozen_statistics"]
+__all__ = ["InstanceNorm", "instance_norm", "moments", "frozen_statistics"]
 
 MODES = ("dynamic", "record", "frozen")
 
 
-def instance_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float, *, relu: bool = False, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+def _exporting() -> bool:
+    return bool(torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export())
+
+
+def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample, per-channel mean and (biased) variance of a BCHW tensor, each Bx Cx1x1.
+
+    Computed from one sum and one vectorised norm over the contiguous pixels (several times
+    faster than ``torch.var_mean`` on a CPU); where that formula could lose precision (variance
+    tiny next to the squared mean) the two-pass ``var_mean`` is used instead.
+    """
+    b, c = x.shape[:2]
+    if not x.is_contiguous() or x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
+        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        return mean, var
+    flat = x.reshape(b * c, -1)
+    n = flat.shape[1]
+    mean = flat.sum(1) / n
+    mean_sq = torch.linalg.vector_norm(flat, dim=1).square() / n
+    var = (mean_sq - mean.square()).clamp_min(0)
+    if bool((var < 1e-4 * mean.square()).any()):  # cancellation risk: take the exact route
+        var, mean2 = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        return mean2, var
+    return mean.view(b, c, 1, 1), var.view(b, c, 1, 1)
+
+
+def instance_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float, *, relu: bool = False, stats: tuple[torch.Tensor, torch.Tensor] | None = None, inplace: bool = False) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
     """Instance normalisation (+ affine, + ReLU) in two passes over ``x``; returns (y, (mean, var)).
 
     Same result as ``nn.InstanceNorm2d(affine=True)``: the statistics are reduced once (or taken
-    from ``stats``) and normalisation, scale, shift and ReLU are one fused multiply-add.
+    from ``stats``) and normalisation, scale, shift and ReLU are one fused multiply-add. While
+    exporting (ONNX, TorchScript) the standard operator is used so runtimes see InstanceNormalization.
+    ``inplace``: overwrite ``x`` when no gradient is needed (saves a full-size buffer).
     """
-    if stats is None:
-        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
-    else:
-        mean, var = stats
+    if stats is None and _exporting():
+        y = F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+        return (F.relu(y) if relu else y), None
+    mean, var = moments(x) if stats is None else stats
     scale = torch.rsqrt(var + eps)
     if weight is not None:
         scale = weight.view(1, -1, 1, 1) * scale
     shift = -mean * scale
     if bias is not None:
         shift = bias.view(1, -1, 1, 1) + shift
-    y = torch.addcmul(shift, x, scale)
+    grad = torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad)
+    y = torch.addcmul(shift, x, scale, out=x) if inplace and not grad else torch.addcmul(shift, x, scale)
     if relu:
         y = torch.relu_(y) if not (torch.is_grad_enabled() and y.requires_grad) else F.relu(y)
     return y, (mean, var)
@@ -45,11 +74,16 @@ def instance_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tens
 
 class InstanceNorm(nn.InstanceNorm2d):
     """``nn.InstanceNorm2d(affine=True)`` (same parameters and state-dict keys) with an optional
-    fused ReLU and record/frozen statistics modes (see the module docstring)."""
+    fused ReLU and record/frozen statistics modes (see the module docstring).
 
-    def __init__(self, channels: int, *, relu: bool = False, eps: float = 1e-5) -> None:
+    ``inplace=True`` overwrites its input at inference (the generators use it on convolution
+    outputs nobody else holds); with gradients it always allocates.
+    """
+
+    def __init__(self, channels: int, *, relu: bool = False, eps: float = 1e-5, inplace: bool = False) -> None:
         super().__init__(channels, eps=eps, affine=True)
         self.relu = relu
+        self.inplace = inplace
         self.mode = "dynamic"
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -59,8 +93,8 @@ class InstanceNorm(nn.InstanceNorm2d):
             raise RuntimeError("InstanceNorm: frozen mode without recorded statistics")
         if frozen is not None and frozen[0].shape[0] != x.shape[0]:
             frozen = (frozen[0].expand(x.shape[0], -1, -1, -1), frozen[1].expand(x.shape[0], -1, -1, -1))
-        y, stats = instance_norm(x, self.weight, self.bias, self.eps, relu=self.relu, stats=frozen)
-        if self.mode == "record":
+        y, stats = instance_norm(x, self.weight, self.bias, self.eps, relu=self.relu, stats=frozen, inplace=self.inplace)
+        if self.mode == "record" and stats is not None:
             self.stats = (stats[0].detach(), stats[1].detach())
         return y
 

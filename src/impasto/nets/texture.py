@@ -65,7 +65,7 @@ class _Block(nn.Module):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.convs = nn.ModuleList([nn.Conv2d(c_in, c_out, 3), nn.Conv2d(c_out, c_out, 3), nn.Conv2d(c_out, c_out, 1)])
-        self.norms = nn.ModuleList([InstanceNorm(c_out) for _ in range(3)])
+        self.norms = nn.ModuleList([InstanceNorm(c_out, inplace=True) for _ in range(3)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv, norm in zip(self.convs, self.norms):
@@ -99,8 +99,8 @@ class TextureNet(nn.Module):
         self.join_blocks = nn.ModuleList()
         width = channels
         for _ in range(scales - 1):  # coarse to fine
-            self.join_norm_coarse.append(InstanceNorm(width))
-            self.join_norm_fine.append(InstanceNorm(channels))
+            self.join_norm_coarse.append(InstanceNorm(width, inplace=True))
+            self.join_norm_fine.append(InstanceNorm(channels, inplace=True))
             self.join_blocks.append(_Block(width + channels, width + channels))
             width += channels
         self.to_rgb = nn.Conv2d(width, 3, 1)
