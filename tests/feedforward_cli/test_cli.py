@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
 def run(*argv: str) -> int:
     args = _parser().parse_args([str(a) for a in argv])
     args.quiet = True
+    args.tune_allocator = False  # a process-wide malloc setting: not inside the test runner
     return args.handler(args)
 
 
@@ -106,3 +107,15 @@ def test_monitor_refuses_a_busy_port_and_a_file(tmp_path):
     with pytest.raises(UsageError, match="not a training folder"):
         run("monitor", tmp_path / "file")
     assert monitor_cli.HOST == "127.0.0.1"
+
+
+def test_tune_allocator_in_a_subprocess():
+    """The allocator setting is process-wide, so it is checked in a child process."""
+    import subprocess
+    import sys
+
+    code = "from impasto.cli.apply import tune_allocator; import sys; sys.exit(0 if tune_allocator() else 3)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode in (0, 3), result.stderr  # 3: not glibc (then it is a no-op)
+    if sys.platform.startswith("linux"):
+        assert result.returncode == 0

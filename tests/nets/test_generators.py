@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from impasto.nets import ARCHS, JOHNSON_PRESETS, TextureNet, TransformerNet, build_net, frozen_statistics, net_from_config
+from impasto.nets import ARCHS, JOHNSON_PRESETS, TransformerNet, build_net, frozen_statistics, net_from_config
 from impasto.nets.johnson import OutputConv, subpixel_upconv
 from impasto.nets.norm import InstanceNorm
 from impasto.nets.texture import positional_noise
@@ -88,6 +88,7 @@ def test_frozen_statistics_on_the_same_image_change_nothing():
     assert all(m.mode == "dynamic" and m.stats is None for m in net.modules() if isinstance(m, InstanceNorm))
 
 
+@torch.no_grad()
 def test_texture_synthesis_noise_and_size():
     torch.manual_seed(6)
     net, config = build_net("texture", texture=True)
@@ -103,6 +104,7 @@ def test_texture_synthesis_noise_and_size():
     assert float((big[0] - big[1]).abs().mean()) > 1e-3, "each sample of a batch gets its own noise"
 
 
+@torch.no_grad()
 def test_texture_stylisation_keeps_content_size():
     torch.manual_seed(7)
     net, _ = build_net("texture")

@@ -76,7 +76,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     quiet = bool(getattr(args, "quiet", False))
     config = config_from_args(ApplyConfig, args)
-    tune_allocator()
+    if getattr(args, "tune_allocator", True):  # in-process tests turn it off
+        tune_allocator()
     renderer = ProgressRenderer(enabled=not quiet, unit="img", desc="stylising")
     try:
         result = apply_model(args.model, list(args.images), args.output, config=config, callback=renderer)

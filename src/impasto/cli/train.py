@@ -74,7 +74,8 @@ def run_command(args: argparse.Namespace) -> int:
             raise UsageError("give a folder of training photos with --data PHOTOS_DIR (or --texture --arch texture for texture synthesis)")
     from .apply import tune_allocator
 
-    tune_allocator()  # see its docstring: ~1.3x faster steps on a CPU
+    if getattr(args, "tune_allocator", True):  # see its docstring: ~1.3x faster steps on a CPU
+        tune_allocator()
     renderer = ProgressRenderer(enabled=not quiet, unit="step", desc="training")
     try:
         model = train(config, style, data, out, callback=renderer, resume=args.resume)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import ImageError, UsageError

@@ -16,7 +16,6 @@ an exported model with ONNX Runtime on the CPU.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import hashlib
 import json
