@@ -18,6 +18,9 @@ import time
 CHILD = r"""
 import json, resource, sys, time, torch
 torch.set_num_threads(int(sys.argv[2]))
+import os
+if os.environ.get("IMPASTO_BENCH_TUNE", "1") == "1":  # as the CLI does
+    from impasto.cli.apply import tune_allocator; tune_allocator()
 torch.set_flush_denormal(True)
 args = json.loads(sys.argv[1])
 from impasto.features import build_encoder

@@ -7,4 +7,6 @@ __all__ = ["METHODS"]
 #: method name -> module path; the CLI and the service are built from this registry
 METHODS: dict[str, str] = {
     "gatys": "impasto.methods.gatys",
+    "reconstruct": "impasto.methods.reconstruct",
+    "feedforward": "impasto.methods.feedforward",
 }
