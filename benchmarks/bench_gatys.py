@@ -110,6 +110,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes (CI)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", choices=("steps", "highres", "quality"))
+    ap.add_argument("--edges", default="1024:auto,2048:auto,4096:8G", help="high-res cases EDGE:BUDGET,...")
+    ap.add_argument("--quality-edge", type=int, default=512)
+    ap.add_argument("--quality-steps", type=int, default=500)
     a = ap.parse_args()
     enc = "tiny_vgg" if a.quick else "vgg19"
     print(f"impasto gatys benchmarks ({'quick' if a.quick else 'full'}; encoder {enc}, random weights, {a.threads} threads)")
@@ -124,15 +127,16 @@ def main() -> None:
         table("seconds per optimisation step (content relu4_2, style relu1_1..relu5_1)", ["size", "optimizer", "s/step", "peak MB"], rows)
 
     if a.only in (None, "highres"):
-        edges = [(96, "1G")] if a.quick else [(1024, "auto"), (2048, "auto"), (4096, "8G")]
+        edges = [(96, "1G")] if a.quick else [(int(e.split(":")[0]), e.split(":")[1]) for e in a.edges.split(",")]
         rows = []
         for edge, budget in edges:
             r = child({"mode": "highres", "edge": edge, "encoder": enc, "iters": 1, "budget": budget}, a.threads)
             rows.append([f"{edge}x{edge * 3 // 4}", budget, "yes" if r["tiled"] else "no", f"{r['time_s']:.1f}", f"{r['peak_mb']:.0f}"])
+            print(f"  {edge}: {r['plan']}", flush=True)
         table("high resolution: one L-BFGS iteration over the whole image (incl. targets)", ["size", "budget", "tiled", "time s", "peak MB"], rows)
 
     if a.only in (None, "quality"):
-        edge, steps = (64, 10) if a.quick else (512, 500)
+        edge, steps = (64, 10) if a.quick else (a.quality_edge, a.quality_steps)
         r = child({"mode": "quality", "edge": edge, "encoder": enc, "ref_steps": steps}, a.threads)
         speed = f"{r['ref_time_s'] / r['ctf_time_s']:.1f}x" if r["ctf_time_s"] else "not reached"
         table(

@@ -95,10 +95,16 @@ def test_memory_estimate_grows_with_size_and_plans_tiles(tiny_encoder):
     small = tiled.estimate_peak_bytes(tiny_encoder, loss.layers, (256, 256), "lbfgs")
     big = tiled.estimate_peak_bytes(tiny_encoder, loss.layers, (1024, 1024), "lbfgs")
     assert big > small * 3
-    cfg = GatysConfig(max_memory="600M", encoder="tiny_vgg")
+    cfg = GatysConfig(max_memory="800M", encoder="tiny_vgg")
     assert tiled.plan_for(cfg, loss, (128, 128), torch.device("cpu")) is None
-    plan = tiled.plan_for(cfg, loss, (2048, 2048), torch.device("cpu"))
+    plan = tiled.plan_for(cfg, loss, (1024, 1024), torch.device("cpu"))
     assert plan is not None and len(plan.tiles) > 1 and "tiles" in plan.describe()
+    # the whole plan (tile + whole-image buffers + minimal L-BFGS history) fits the budget
+    image_bytes = 1024 * 1024 * 12
+    assert plan.tile_estimate + plan.overhead + 10 * image_bytes <= 800 * 2**20
+    assert 3 <= tiled.lbfgs_history_for(plan, "lbfgs", image_bytes) <= 100
+    with pytest.raises(UsageError, match="even in 128px tiles, more than the memory budget"):
+        tiled.plan_for(GatysConfig(max_memory="600M", encoder="tiny_vgg"), loss, (2048, 2048), torch.device("cpu"))
 
 
 def test_parse_memory():

@@ -120,36 +120,72 @@ class TilePlan:
     tile_estimate: int
     budget: int | None
     notes: list[str] = field(default_factory=list)
+    overhead: int = 0  # whole-image buffers (bytes)
+    limit: int = 0  # the budget in force (bytes)
 
     def describe(self) -> str:
         b = f" (budget {format_bytes(self.budget)})" if self.budget else ""
         return (
             f"{self.size[1]}x{self.size[0]} needs ~{format_bytes(self.estimate)} untiled{b}: optimising "
             f"{len(self.tiles)} tiles of <= {self.tile}px with {self.overlap}px overlap "
-            f"(~{format_bytes(self.tile_estimate)}), style statistics over the whole image"
+            f"(~{format_bytes(self.tile_estimate)} per tile + {format_bytes(self.overhead)} whole-image buffers), "
+            "style statistics over the whole image"
         )
 
 
+_CONTENT_CACHE: dict[tuple[int, tuple[str, ...]], float] = {}
+
+
+@torch.no_grad()
+def content_floats_per_pixel(encoder: Any, layers: list[str]) -> float:
+    """Floats per input pixel of the content targets kept for a whole image (tiled runs)."""
+    key = (id(encoder), tuple(layers))
+    if key not in _CONTENT_CACHE:
+        probe = torch.zeros(1, 3, 64, 64, device=next((b.device for b in encoder.buffers()), torch.device("cpu")))
+        feats = encoder(probe, layers=layers) if layers else {}
+        _CONTENT_CACHE[key] = sum(f.numel() for f in feats.values()) / (64 * 64)
+    return _CONTENT_CACHE[key]
+
+
+def image_overhead_bytes(loss: Any, size: tuple[int, int]) -> int:
+    """Whole-image buffers of a tiled run: the image, its gradient, the content image and the
+    current/initial copies (~10 image-sized tensors) plus every tile's content targets."""
+    pixels = size[0] * size[1]
+    image_bytes = pixels * 3 * 4
+    content = content_floats_per_pixel(loss.encoder, list(loss.content_layers)) * pixels * 4 if loss.content_weight > 0 else 0
+    return int(10 * image_bytes + content)
+
+
 def plan_for(config: Any, loss: Any, size: tuple[int, int], device: torch.device) -> TilePlan | None:
-    """A tiling plan when ``config.tile`` forces one or the image exceeds the memory budget."""
+    """A tiling plan when ``config.tile`` forces one or the image exceeds the memory budget.
+
+    The budget is split into the whole-image buffers (``image_overhead_bytes``), a minimal
+    L-BFGS history (5 pairs of image-sized vectors) and one tile's work; the tile is the largest
+    (multiple of 64 px) that fits. ``lbfgs_history_for`` then gives L-BFGS whatever is left.
+    """
     from ..image.tiles import plan_tiles
 
     layers = loss.layers
     estimate = estimate_peak_bytes(loss.encoder, layers, size, config.optimizer)
     budget = parse_memory(config.max_memory)
     limit = budget if budget is not None else int(available_memory(device) * 0.85)
+    image_bytes = size[0] * size[1] * 3 * 4
+    overhead = image_overhead_bytes(loss, size) + (10 * image_bytes if config.optimizer == "lbfgs" else 2 * image_bytes)
+
+    def tile_cost(edge: int) -> int:
+        return estimate_peak_bytes(loss.encoder, layers, (min(edge, size[0]), min(edge, size[1])), config.optimizer, history=0)
+
     tile = int(config.tile)
     if tile == 0:
         if estimate <= limit:
             return None
-        # the largest tile (multiple of 64) whose optimisation fits, with a 10 % margin
         tile = max(size)
-        while tile > 128 and estimate_peak_bytes(loss.encoder, layers, (tile, tile), config.optimizer, history=20) * 1.1 > limit:
+        while tile > 128 and tile_cost(tile) * 1.1 + overhead > limit:
             tile = int(tile * 0.8) // 64 * 64
-        if estimate_peak_bytes(loss.encoder, layers, (tile, tile), config.optimizer, history=20) > limit:
+        if tile_cost(tile) + overhead > limit:
             raise UsageError(
-                f"even {tile}px tiles need ~{format_bytes(estimate_peak_bytes(loss.encoder, layers, (tile, tile), config.optimizer, history=20))}, "
-                f"more than the memory budget {format_bytes(limit)}; raise --max-memory"
+                f"a {size[1]}x{size[0]} image needs at least ~{format_bytes(tile_cost(tile) + overhead)} even in {tile}px tiles, "
+                f"more than the memory budget {format_bytes(limit)}; raise --max-memory or lower --edge"
             )
     if config.style_loss == "sliced_wasserstein":
         raise UsageError(
@@ -158,8 +194,10 @@ def plan_for(config: Any, loss: Any, size: tuple[int, int], device: torch.device
         )
     overlap = min(int(config.tile_overlap), max(0, tile // 4))
     tiles = plan_tiles(size, tile, overlap)
-    tile_est = estimate_peak_bytes(loss.encoder, layers, (min(tile, size[0]), min(tile, size[1])), config.optimizer, history=20)
-    return TilePlan(size=size, tile=tile, overlap=overlap, tiles=tiles, estimate=estimate, tile_estimate=tile_est, budget=budget)
+    plan = TilePlan(size=size, tile=tile, overlap=overlap, tiles=tiles, estimate=estimate, tile_estimate=tile_cost(tile), budget=budget)
+    plan.overhead = image_overhead_bytes(loss, size)
+    plan.limit = limit
+    return plan
 
 
 def _core_bounds(tiles: list[Any], size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
@@ -208,8 +246,8 @@ def lbfgs_history_for(plan: TilePlan, optimizer: str, image_bytes: int) -> int:
     """L-BFGS memory that fits the budget next to one tile's work (3..100)."""
     if optimizer != "lbfgs":
         return 100
-    limit = plan.budget if plan.budget is not None else max(plan.tile_estimate * 4, 2**31)
-    spare = limit - plan.tile_estimate - 6 * image_bytes
+    limit = plan.limit or (plan.budget if plan.budget is not None else max(plan.tile_estimate * 4, 2**31))
+    spare = limit - plan.tile_estimate - plan.overhead - 4 * image_bytes  # L-BFGS also keeps ~4 vectors of its own
     return int(max(3, min(100, spare // max(1, 2 * image_bytes))))
 
 
