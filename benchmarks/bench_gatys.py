@@ -19,10 +19,14 @@ CHILD = r"""
 import json, resource, sys, time, torch
 torch.set_num_threads(int(sys.argv[2]))
 import os
-if os.environ.get("IMPASTO_BENCH_TUNE", "1") == "1":  # as the CLI does
-    from impasto.cli.apply import tune_allocator; tune_allocator()
-torch.set_flush_denormal(True)
 args = json.loads(sys.argv[1])
+# allocator tuning as `impasto gatys` decides it: on, except for large or memory-budgeted runs
+tune = os.environ.get("IMPASTO_BENCH_TUNE", "cli")
+if tune == "1" or (tune == "cli" and not (args["mode"] == "highres" and (args["edge"] > 1024 or args["budget"] != "auto"))):
+    from impasto.cli.runtime import tune_allocator; tune_applied = tune_allocator()
+else:
+    tune_applied = False
+torch.set_flush_denormal(True)
 from impasto.features import build_encoder
 from impasto.losses import PerceptualLoss
 from impasto.optim.pixel import optimise_pixels
@@ -53,7 +57,13 @@ elif mode == "highres":
     t = time.perf_counter()
     out = run(cfg, c, [StyleInput(s)], encoder=enc, callback=lambda e: msgs.append(e.text) if isinstance(e, MessageEvent) else None)
     dt = time.perf_counter() - t
-    print(json.dumps({"time_s": dt, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tiled": out.levels[-1]["tiled"], "plan": msgs[0] if msgs else "untiled"}))
+    from impasto.methods.gatys import build_loss
+    from impasto.optim.tiled import lbfgs_history_for, plan_for
+    plan = plan_for(cfg, build_loss(cfg, enc), (h, edge), torch.device("cpu"))
+    pairs = lbfgs_history_for(plan, "lbfgs", h * edge * 12) if plan else 100
+    # L-BFGS adds one pair of image-sized vectors per iteration until its history is full
+    missing = max(0, pairs - max(0, args["iters"] - 1)) * 2 * h * edge * 12 / 2**20 if plan else 0.0
+    print(json.dumps({"time_s": dt / args["iters"], "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tiled": out.levels[-1]["tiled"], "plan": msgs[0] if msgs else "untiled", "pairs": pairs if plan else None, "missing_mb": missing, "estimate_mb": ((plan.tile_estimate + plan.overhead + (pairs * 2 + 4) * h * edge * 12) / 2**20) if plan else None, "tuned": tune_applied}))
 elif mode == "quality":
     from impasto.methods.gatys import GatysConfig, StyleInput, run, build_loss
     from impasto.progress import StepEvent
@@ -111,6 +121,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", choices=("steps", "highres", "quality"))
     ap.add_argument("--edges", default="1024:auto,2048:auto,4096:8G", help="high-res cases EDGE:BUDGET,...")
+    ap.add_argument("--highres-iters", type=int, default=1, help="L-BFGS iterations per high-res case")
     ap.add_argument("--quality-edge", type=int, default=512)
     ap.add_argument("--quality-steps", type=int, default=500)
     a = ap.parse_args()
@@ -130,10 +141,15 @@ def main() -> None:
         edges = [(96, "1G")] if a.quick else [(int(e.split(":")[0]), e.split(":")[1]) for e in a.edges.split(",")]
         rows = []
         for edge, budget in edges:
-            r = child({"mode": "highres", "edge": edge, "encoder": enc, "iters": 1, "budget": budget}, a.threads)
-            rows.append([f"{edge}x{edge * 3 // 4}", budget, "yes" if r["tiled"] else "no", f"{r['time_s']:.1f}", f"{r['peak_mb']:.0f}"])
+            r = child({"mode": "highres", "edge": edge, "encoder": enc, "iters": a.highres_iters, "budget": budget}, a.threads)
+            full = f"{r['peak_mb'] + r['missing_mb']:.0f}" if r["tiled"] else "-"
+            est = f"{r['estimate_mb']:.0f}" if r["estimate_mb"] else "-"
+            rows.append([f"{edge}x{edge * 3 // 4}", budget, "yes" if r["tiled"] else "no", "yes" if r["tuned"] else "no", str(r["pairs"] or "-"), f"{r['time_s']:.1f}", f"{r['peak_mb']:.0f}", full, est])
             print(f"  {edge}: {r['plan']}", flush=True)
-        table("high resolution: one L-BFGS iteration over the whole image (incl. targets)", ["size", "budget", "tiled", "time s", "peak MB"], rows)
+        table(
+            f"high resolution: seconds per L-BFGS iteration over the whole image (mean of {a.highres_iters}, incl. targets); "
+            "peak = measured; +history = measured plus the L-BFGS pairs not yet filled; planned = the planner's estimate",
+            ["size", "budget", "tiled", "alloc tuned", "L-BFGS pairs", "s/iter", "peak MB", "+history MB", "planned MB"], rows)
 
     if a.only in (None, "quality"):
         edge, steps = (64, 10) if a.quick else (a.quality_edge, a.quality_steps)

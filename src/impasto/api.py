@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import platform
 import resource
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from . import __version__
-from .atomic import atomic_path, check_writable
+from .atomic import check_writable
 from .config import config_from_mapping, config_to_dict  # noqa: F401 (re-exported for callers)
 from .errors import ConfigError, ImageTooSmallError, UsageError
 from .progress import Event, SnapshotEvent, emit
+from .provenance import sha256_file, versions, write_json  # noqa: F401 (versions re-exported)
 
 __all__ = ["Result", "StyleSpec", "stylize", "parse_style_spec", "load_manifest", "peak_memory_mb", "train", "apply"]
 
@@ -79,12 +78,6 @@ class Result:
         return out
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-
 def load_manifest(path: PathLike) -> dict[str, Any]:
     """Read a run manifest (``OUT.json``) for --resume."""
     p = Path(path)
@@ -103,29 +96,6 @@ def peak_memory_mb() -> float:
     """Peak resident memory of this process so far (MB)."""
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
-
-
-def sha256_file(path: PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def versions() -> dict[str, str]:
-    """Versions that matter for reproducing a run."""
-    import numpy
-    import PIL
-
-    return {
-        "impasto": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "pillow": PIL.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def _load(path_or_image: Any, what: str, max_pixels: int) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:

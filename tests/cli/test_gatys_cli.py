@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -225,3 +224,23 @@ def test_debug_shows_the_traceback(tmp_path, write_image):
         main(["--debug", "gatys", str(tmp_path / "nope.jpg"), str(write_image("s.png")), *FAST])
 
 
+
+
+@pytest.mark.parametrize(
+    "flags, bound",
+    [
+        ([], False),
+        (["--edge", "1024"], False),
+        (["--edge", "2048"], True),
+        (["--scales", "256,512,2048"], True),
+        (["--max-memory", "8G"], True),
+        (["--max-memory", "auto"], False),
+        (["--tile", "256"], True),
+    ],
+)
+def test_allocator_tuning_is_skipped_when_memory_matters(flags, bound):
+    from impasto.cli.gatys import _memory_bound
+    from impasto.cli.main import build_parser
+
+    args = build_parser().parse_args(["gatys", "c.jpg", "s.jpg", *flags])
+    assert _memory_bound(args) is bound

@@ -48,13 +48,29 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run_command)
 
 
+TUNE_MAX_EDGE = 1024
+
+
+def _memory_bound(args: argparse.Namespace) -> bool:
+    """Runs where memory matters more than speed: a budget or tiles were asked for, or the image
+    is large (above TUNE_MAX_EDGE px). The allocator tuning keeps every freed block in the process,
+    which doubled the peak of a tiled 4096 px run (4.6 -> 9.3 GB), so those runs (and resumed
+    runs, whose size is in the manifest) go without it."""
+    if str(getattr(args, "max_memory", "auto") or "auto") != "auto" or int(getattr(args, "tile", 0) or 0) > 0 or getattr(args, "resume", None):
+        return True
+    edges = [int(getattr(args, "edge", 0) or 0)]
+    scales = str(getattr(args, "scales", "") or "")
+    edges += [int(x) for x in scales.replace(" ", "").split(",") if x.isdigit()]
+    return max(edges) > TUNE_MAX_EDGE
+
+
 def run_command(args: argparse.Namespace) -> int:
     from .. import api
     from ..methods.gatys import GatysConfig
     from .progress import ProgressRenderer, download_bar
 
     quiet = getattr(args, "quiet", False)
-    if getattr(args, "tune_allocator", True):
+    if getattr(args, "tune_allocator", True) and not _memory_bound(args):
         from .runtime import tune_allocator
 
         tune_allocator()  # ~11 % faster L-BFGS steps at 512 px (benchmarks/bench_gatys.py)

@@ -9,7 +9,6 @@ so a weight means the same thing for every layer, image size and encoder.
 from __future__ import annotations
 
 
-from typing import Mapping
 
 import torch
 import torch.nn.functional as F

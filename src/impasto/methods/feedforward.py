@@ -17,11 +17,9 @@ an exported model with ONNX Runtime on the CPU.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
-import platform
 import tempfile
 import time
 import warnings
@@ -38,6 +36,7 @@ from ..errors import ConfigError, ImageError, Interrupted, ModelFileError, Outpu
 from ..losses import STYLE_LOSSES
 from ..nets.registry import ARCHS, build_net, net_from_config
 from ..optim.training import SCHEDULES
+from ..provenance import sha256_file, versions, write_json
 from ..progress import Event, MessageEvent, SnapshotEvent, StageEvent, StepEvent, emit
 
 __all__ = [
@@ -218,26 +217,6 @@ def parse_size(text: str) -> tuple[int, int]:
 # helpers
 
 
-def _sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-    import PIL
-
-    return {"impasto": __version__, "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__, "pillow": PIL.__version__}
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-
-
 def _emit_warning(callback: Callable[[Event], None] | None, text: str) -> None:
     emit(callback, MessageEvent(text, level="warning"))
 
@@ -411,7 +390,7 @@ def train(
     style_img = style_loaded.image
     if config.style_edge and max(style_img.shape[-2:]) != config.style_edge:
         style_img = resize_to_edge(style_img, config.style_edge)
-    style_info = {"name": Path(style_path).name, "path": str(Path(style_path).resolve()), "sha256": _sha256(style_path)}
+    style_info = {"name": Path(style_path).name, "path": str(Path(style_path).resolve()), "sha256": sha256_file(style_path)}
     folder = None
     if not config.texture:
         folder = PhotoFolder(data_dir, config.train_size, crop="random", seed=config.seed)  # type: ignore[arg-type]
@@ -505,7 +484,7 @@ def train(
         "device": str(device),
         "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
         "threads": torch.get_num_threads(),
-        "versions": _versions(),
+        "versions": versions(),
     }
 
     # ---- previews ------------------------------------------------------------------------
@@ -565,7 +544,7 @@ def train(
                 "failed": sorted(failed_seen),
             },
         )
-        _write_json(out / CONFIG_NAME, {**resolved, "step": step})
+        write_json(out / CONFIG_NAME, {**resolved, "step": step}, sort_keys=True)
 
     # ---- data ----------------------------------------------------------------------------
     batches: Iterable[Any] | None = None
@@ -583,7 +562,7 @@ def train(
     updating = False
     size = (config.train_size, config.train_size)
     if start == 0:
-        _write_json(out / CONFIG_NAME, {**resolved, "step": 0})
+        write_json(out / CONFIG_NAME, {**resolved, "step": 0}, sort_keys=True)
     try:
         for step in range(start, config.steps):
             content = None

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 
 from ..atomic import atomic_path
+from ..provenance import sha256_file
 from ..errors import ChecksumError, DownloadError, OutputError, WeightsError
 from .registry import REGISTRY, WeightSpec
 
@@ -60,15 +61,6 @@ def cache_dir() -> Path:
 def cache_path(spec: WeightSpec) -> Path:
     """Where ``spec``'s file is (or would be) cached."""
     return cache_dir() / spec.filename
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fix_hint(spec: WeightSpec) -> str:
