@@ -94,7 +94,15 @@ elif mode == "quality":
     run(ctf_cfg, c, [StyleInput(s)], encoder=enc, callback=cb)
     final = [t for t in times2 if t[1] == 2]
     reached = final[-1][0] if final and final[-1][2] <= target else None
-    print(json.dumps({"ref_steps": args["ref_steps"], "ref_time_s": ref_time, "target_loss": target, "ctf_time_s": reached, "ctf_final_steps": len(final)}))
+    # equal-time comparison: each run's loss when the other stopped / after the same seconds
+    def at(curve, secs):
+        before = [l for t, l in curve if t <= secs]
+        return before[-1] if before else None
+    fine_start = final[0][2] if final else None
+    ctf_at_ref_time = at([(t, l) for t, st, l in times2 if st == 2], ref_time)
+    print(json.dumps({"ref_steps": args["ref_steps"], "ref_time_s": ref_time, "target_loss": target, "ctf_time_s": reached, "ctf_final_steps": len(final),
+                      "fine_start_loss": fine_start, "ctf_loss_at_ref_time": ctf_at_ref_time, "ref_loss_at_half": at(times, ref_time / 2),
+                      "ctf_loss_at_half": at([(t, l) for t, st, l in times2 if st == 2], ref_time / 2), "coarse_s": final[0][0] if final else None}))
 """
 
 
@@ -155,10 +163,14 @@ def main() -> None:
         edge, steps = (64, 10) if a.quick else (a.quality_edge, a.quality_steps)
         r = child({"mode": "quality", "edge": edge, "encoder": enc, "ref_steps": steps}, a.threads)
         speed = f"{r['ref_time_s'] / r['ctf_time_s']:.1f}x" if r["ctf_time_s"] else "not reached"
+        fmt = lambda v: f"{v:.4f}" if v is not None else "-"
         table(
-            f"time to quality at {edge}px: until the loss of {steps} single-scale L-BFGS steps is reached",
-            ["single-scale s", "coarse-to-fine s", "speed-up", "final-scale steps"],
-            [[f"{r['ref_time_s']:.1f}", f"{r['ctf_time_s']:.1f}" if r["ctf_time_s"] else "-", speed, str(r["ctf_final_steps"])]],
+            f"time to quality at {edge}px: until the loss of {steps} single-scale L-BFGS steps ({r['target_loss']:.4f}) is reached; "
+            f"coarse-to-fine = {edge // 4}px x{steps}, {edge // 2}px x{steps // 2}, then {edge}px until the target (at most {steps} steps)",
+            ["single-scale s", "coarse-to-fine s", "speed-up", "coarse levels s", "final-scale steps", "final-scale start loss",
+             "loss at half time (single / c2f)", "c2f loss at single's end"],
+            [[f"{r['ref_time_s']:.1f}", f"{r['ctf_time_s']:.1f}" if r["ctf_time_s"] else "-", speed, f"{r['coarse_s']:.1f}" if r["coarse_s"] else "-",
+              str(r["ctf_final_steps"]), fmt(r["fine_start_loss"]), f"{fmt(r['ref_loss_at_half'])} / {fmt(r['ctf_loss_at_half'])}", fmt(r["ctf_loss_at_ref_time"])]],
         )
 
 
