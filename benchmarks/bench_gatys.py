@@ -75,14 +75,14 @@ elif mode == "quality":
     edge = args["edge"]
     c, s = load("examples/content/tubingen.jpg", edge), load("examples/style/starry_night.jpg", edge)
     enc = build_encoder(args["encoder"], weights="random", layers=["relu4_2","relu1_1","relu2_1","relu3_1","relu4_1","relu5_1"])
-    ref_cfg = GatysConfig(edge=edge, scales=str(edge), iterations=args["ref_steps"], encoder=args["encoder"], weights="random")
+    ref_cfg = GatysConfig(edge=edge, scales=str(edge), iterations=args["ref_steps"], encoder=args["encoder"], weights="random", init=args["init"], seed=0)
     times = []
     t0 = time.perf_counter()
     ref = run(ref_cfg, c, [StyleInput(s)], encoder=enc, callback=lambda e: times.append((time.perf_counter() - t0, e.losses["total"])) if isinstance(e, StepEvent) else None)
     target = ref.history[-1]["total"]
     ref_time = times[-1][0]
     # coarse-to-fine: optimise at edge/4 and edge/2 first, then at full size until the target is reached
-    ctf_cfg = GatysConfig(edge=edge, scales=f"{edge // 4},{edge // 2},{edge}", scale_iterations=f"{args['ref_steps']},{args['ref_steps'] // 2},{args['ref_steps']}", encoder=args["encoder"], weights="random")
+    ctf_cfg = GatysConfig(edge=edge, scales=f"{edge // 4},{edge // 2},{edge}", scale_iterations=f"{args['ladder'][0]},{args['ladder'][1]},{args['ref_steps']}", encoder=args["encoder"], weights="random", init=args["init"], seed=0)
     times2 = []
     t1 = time.perf_counter()
     class Done(Exception): pass
@@ -132,6 +132,8 @@ def main() -> None:
     ap.add_argument("--highres-iters", type=int, default=1, help="L-BFGS iterations per high-res case")
     ap.add_argument("--quality-edge", type=int, default=512)
     ap.add_argument("--quality-steps", type=int, default=500)
+    ap.add_argument("--quality-ladder", default="", help="iterations at edge/4 and edge/2 before the final scale (default: steps, steps/2)")
+    ap.add_argument("--quality-init", default="content,noise", help="comma-separated inits to compare (content: our default; noise: Gatys et al.'s original start)")
     a = ap.parse_args()
     enc = "tiny_vgg" if a.quick else "vgg19"
     print(f"impasto gatys benchmarks ({'quick' if a.quick else 'full'}; encoder {enc}, random weights, {a.threads} threads)")
@@ -161,16 +163,22 @@ def main() -> None:
 
     if a.only in (None, "quality"):
         edge, steps = (64, 10) if a.quick else (a.quality_edge, a.quality_steps)
-        r = child({"mode": "quality", "edge": edge, "encoder": enc, "ref_steps": steps}, a.threads)
-        speed = f"{r['ref_time_s'] / r['ctf_time_s']:.1f}x" if r["ctf_time_s"] else "not reached"
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"
+        ladder = [int(v) for v in a.quality_ladder.split(",")] if a.quality_ladder else [steps, steps // 2]
+        rows = []
+        for init in a.quality_init.split(","):
+            r = child({"mode": "quality", "edge": edge, "encoder": enc, "ref_steps": steps, "init": init, "ladder": ladder}, a.threads)
+            speed = f"{r['ref_time_s'] / r['ctf_time_s']:.1f}x" if r["ctf_time_s"] else "not reached"
+            rows.append([init, f"{r['target_loss']:.4f}", f"{r['ref_time_s']:.1f}", f"{r['ctf_time_s']:.1f}" if r["ctf_time_s"] else "-", speed,
+                         f"{r['coarse_s']:.1f}" if r["coarse_s"] else "-", str(r["ctf_final_steps"]), fmt(r["fine_start_loss"]),
+                         f"{fmt(r['ref_loss_at_half'])} / {fmt(r['ctf_loss_at_half'])}", fmt(r["ctf_loss_at_ref_time"])])
+            print(f"  init {init}: done", flush=True)
         table(
-            f"time to quality at {edge}px: until the loss of {steps} single-scale L-BFGS steps ({r['target_loss']:.4f}) is reached; "
-            f"coarse-to-fine = {edge // 4}px x{steps}, {edge // 2}px x{steps // 2}, then {edge}px until the target (at most {steps} steps)",
-            ["single-scale s", "coarse-to-fine s", "speed-up", "coarse levels s", "final-scale steps", "final-scale start loss",
+            f"time to quality at {edge}px: until the loss of {steps} single-scale L-BFGS steps (target) is reached; "
+            f"coarse-to-fine = {edge // 4}px x{ladder[0]}, {edge // 2}px x{ladder[1]}, then {edge}px until the target (at most {steps} steps)",
+            ["init", "target", "single-scale s", "coarse-to-fine s", "speed-up", "coarse levels s", "final-scale steps", "final-scale start loss",
              "loss at half time (single / c2f)", "c2f loss at single's end"],
-            [[f"{r['ref_time_s']:.1f}", f"{r['ctf_time_s']:.1f}" if r["ctf_time_s"] else "-", speed, f"{r['coarse_s']:.1f}" if r["coarse_s"] else "-",
-              str(r["ctf_final_steps"]), fmt(r["fine_start_loss"]), f"{fmt(r['ref_loss_at_half'])} / {fmt(r['ctf_loss_at_half'])}", fmt(r["ctf_loss_at_ref_time"])]],
+            rows,
         )
 
 
