@@ -132,7 +132,7 @@ def main() -> None:
     ap.add_argument("--highres-iters", type=int, default=1, help="L-BFGS iterations per high-res case")
     ap.add_argument("--quality-edge", type=int, default=512)
     ap.add_argument("--quality-steps", type=int, default=500)
-    ap.add_argument("--quality-ladder", default="", help="iterations at edge/4 and edge/2 before the final scale (default: steps, steps/2)")
+    ap.add_argument("--quality-ladder", default="", help="iterations at edge/4 and edge/2 before the final scale (default: 2/5 and 1/5 of --quality-steps)")
     ap.add_argument("--quality-init", default="content,noise", help="comma-separated inits to compare (content: our default; noise: Gatys et al.'s original start)")
     a = ap.parse_args()
     enc = "tiny_vgg" if a.quick else "vgg19"
@@ -164,7 +164,7 @@ def main() -> None:
     if a.only in (None, "quality"):
         edge, steps = (64, 10) if a.quick else (a.quality_edge, a.quality_steps)
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"
-        ladder = [int(v) for v in a.quality_ladder.split(",")] if a.quality_ladder else [steps, steps // 2]
+        ladder = [int(v) for v in a.quality_ladder.split(",")] if a.quality_ladder else [steps * 2 // 5, steps // 5]
         rows = []
         for init in a.quality_init.split(","):
             r = child({"mode": "quality", "edge": edge, "encoder": enc, "ref_steps": steps, "init": init, "ladder": ladder}, a.threads)
