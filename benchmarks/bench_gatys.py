@@ -85,7 +85,6 @@ elif mode == "quality":
     ctf_cfg = GatysConfig(edge=edge, scales=f"{edge // 4},{edge // 2},{edge}", scale_iterations=f"{args['ladder'][0]},{args['ladder'][1]},{args['ref_steps']}", encoder=args["encoder"], weights="random", init=args["init"], seed=0)
     times2 = []
     t1 = time.perf_counter()
-    class Done(Exception): pass
     def cb(e):
         if isinstance(e, StepEvent):
             times2.append((time.perf_counter() - t1, e.stage, e.losses["total"]))
@@ -98,11 +97,10 @@ elif mode == "quality":
     def at(curve, secs):
         before = [l for t, l in curve if t <= secs]
         return before[-1] if before else None
-    fine_start = final[0][2] if final else None
-    ctf_at_ref_time = at([(t, l) for t, st, l in times2 if st == 2], ref_time)
+    fine = [(t, l) for t, _, l in final]
     print(json.dumps({"ref_steps": args["ref_steps"], "ref_time_s": ref_time, "target_loss": target, "ctf_time_s": reached, "ctf_final_steps": len(final),
-                      "fine_start_loss": fine_start, "ctf_loss_at_ref_time": ctf_at_ref_time, "ref_loss_at_half": at(times, ref_time / 2),
-                      "ctf_loss_at_half": at([(t, l) for t, st, l in times2 if st == 2], ref_time / 2), "coarse_s": final[0][0] if final else None}))
+                      "fine_start_loss": fine[0][1] if fine else None, "ctf_loss_at_ref_time": at(fine, ref_time), "ref_loss_at_half": at(times, ref_time / 2),
+                      "ctf_loss_at_half": at(fine, ref_time / 2), "coarse_s": final[0][0] if final else None}))
 """
 
 
