@@ -82,16 +82,18 @@ elif mode == "quality":
     target = ref.history[-1]["total"]
     ref_time = times[-1][0]
     # coarse-to-fine: optimise at edge/4 and edge/2 first, then at full size until the target is reached
-    ctf_cfg = GatysConfig(edge=edge, scales=f"{edge // 4},{edge // 2},{edge}", scale_iterations=f"{args['ladder'][0]},{args['ladder'][1]},{args['ref_steps']}", encoder=args["encoder"], weights="random", init=args["init"], seed=0)
+    coarse = args["ladder"]  # [[edge, iterations], ...] below the final scale
+    ctf_cfg = GatysConfig(edge=edge, scales=",".join(str(e) for e, _ in coarse) + f",{edge}", scale_iterations=",".join(str(n) for _, n in coarse) + f",{args['ref_steps']}", encoder=args["encoder"], weights="random", init=args["init"], seed=0)
+    last = len(coarse)
     times2 = []
     t1 = time.perf_counter()
     def cb(e):
         if isinstance(e, StepEvent):
             times2.append((time.perf_counter() - t1, e.stage, e.losses["total"]))
-            if e.stage == e.stages - 1 and e.losses["total"] <= target:
+            if e.stage == last and e.losses["total"] <= target:
                 raise KeyboardInterrupt
     run(ctf_cfg, c, [StyleInput(s)], encoder=enc, callback=cb)
-    final = [t for t in times2 if t[1] == 2]
+    final = [t for t in times2 if t[1] == last]
     reached = final[-1][0] if final and final[-1][2] <= target else None
     # equal-time comparison: each run's loss when the other stopped / after the same seconds
     def at(curve, secs):
@@ -109,6 +111,25 @@ def child(args: dict, threads: int) -> dict:
     if out.returncode != 0:
         raise SystemExit(f"benchmark child failed: {args}\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def parse_ladder(text: str, edge: int, steps: int) -> list[list[int]]:
+    """The coarse levels of the time-to-quality run as [[edge, iterations], ...] (see --quality-ladder)."""
+    if not text:
+        return [[edge // 4, steps * 2 // 5], [edge // 2, steps // 5]]
+    parts = text.split(",")
+    try:
+        if all(":" in p for p in parts):
+            ladder = [[int(e), int(n)] for e, n in (p.split(":") for p in parts)]
+        elif len(parts) == 2:
+            ladder = [[edge // 4, int(parts[0])], [edge // 2, int(parts[1])]]
+        else:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"--quality-ladder: expected 'A,B' or EDGE:ITERS pairs, got {text!r}") from None
+    if any(e >= edge or e < 1 or n < 0 for e, n in ladder) or [e for e, _ in ladder] != sorted({e for e, _ in ladder}):
+        raise SystemExit(f"--quality-ladder: coarse edges must rise and stay below the final {edge} px, got {text!r}")
+    return ladder
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -130,7 +151,8 @@ def main() -> None:
     ap.add_argument("--highres-iters", type=int, default=1, help="L-BFGS iterations per high-res case")
     ap.add_argument("--quality-edge", type=int, default=512)
     ap.add_argument("--quality-steps", type=int, default=500)
-    ap.add_argument("--quality-ladder", default="", help="iterations at edge/4 and edge/2 before the final scale (default: 2/5 and 1/5 of --quality-steps)")
+    ap.add_argument("--quality-ladder", default="", help="coarse levels before the final scale: 'A,B' = A iterations at edge/4 and B at edge/2 "
+                    "(default: 2/5 and 1/5 of --quality-steps), or EDGE:ITERS pairs, e.g. 128:200,256:100,384:60")
     ap.add_argument("--quality-init", default="content,noise", help="comma-separated inits to compare (content: our default; noise: Gatys et al.'s original start)")
     a = ap.parse_args()
     enc = "tiny_vgg" if a.quick else "vgg19"
@@ -162,7 +184,7 @@ def main() -> None:
     if a.only in (None, "quality"):
         edge, steps = (64, 10) if a.quick else (a.quality_edge, a.quality_steps)
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"
-        ladder = [int(v) for v in a.quality_ladder.split(",")] if a.quality_ladder else [steps * 2 // 5, steps // 5]
+        ladder = parse_ladder(a.quality_ladder, edge, steps)
         rows = []
         for init in a.quality_init.split(","):
             r = child({"mode": "quality", "edge": edge, "encoder": enc, "ref_steps": steps, "init": init, "ladder": ladder}, a.threads)
@@ -173,7 +195,7 @@ def main() -> None:
             print(f"  init {init}: done", flush=True)
         table(
             f"time to quality at {edge}px: until the loss of {steps} single-scale L-BFGS steps (target) is reached; "
-            f"coarse-to-fine = {edge // 4}px x{ladder[0]}, {edge // 2}px x{ladder[1]}, then {edge}px until the target (at most {steps} steps)",
+            f"coarse-to-fine = {', '.join(f'{e}px x{n}' for e, n in ladder)}, then {edge}px until the target (at most {steps} steps)",
             ["init", "target", "single-scale s", "coarse-to-fine s", "speed-up", "coarse levels s", "final-scale steps", "final-scale start loss",
              "loss at half time (single / c2f)", "c2f loss at single's end"],
             rows,
