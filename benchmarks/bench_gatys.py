@@ -81,7 +81,7 @@ elif mode == "quality":
     ref = run(ref_cfg, c, [StyleInput(s)], encoder=enc, callback=lambda e: times.append((time.perf_counter() - t0, e.losses["total"])) if isinstance(e, StepEvent) else None)
     target = ref.history[-1]["total"]
     ref_time = times[-1][0]
-    # coarse-to-fine: optimise at edge/4 and edge/2 first, then at full size until the target is reached
+    # coarse-to-fine: optimise at each coarse level of the ladder, then at full size until the target is reached
     coarse = args["ladder"]  # [[edge, iterations], ...] below the final scale
     ctf_cfg = GatysConfig(edge=edge, scales=",".join(str(e) for e, _ in coarse) + f",{edge}", scale_iterations=",".join(str(n) for _, n in coarse) + f",{args['ref_steps']}", encoder=args["encoder"], weights="random", init=args["init"], seed=0)
     last = len(coarse)
