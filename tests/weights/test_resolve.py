@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from impasto.errors import ChecksumError, UsageError, WeightsError, WeightsUnavailableError
-from impasto.weights import IMAGENET, INCEPTION, adapt_state_dict, resolve_weights, store
+from impasto.weights import CAFFE, IMAGENET, INCEPTION, adapt_state_dict, resolve_weights, store
 
 
 def test_random_is_random() -> None:
@@ -105,9 +105,49 @@ def test_missing_file_path() -> None:
 def test_a_file_is_loaded_and_hashed(tmp_path: Path, save_bytes) -> None:
     path = tmp_path / "mine.pth"
     path.write_bytes(save_bytes({"w": torch.ones(3)}))
-    r = resolve_weights(str(path), "vgg19")
+    r = resolve_weights(str(path), "vgg19", preprocessing="torchvision")
     assert (r.kind, r.name, r.preprocessing) == ("file", str(path), IMAGENET)
     assert r.sha256 == store.sha256_file(path) and list(r.state_dict) == ["w"]
+
+
+def test_an_unknown_file_without_preprocessing_is_refused(tmp_path: Path, save_bytes) -> None:
+    """Never silently the ImageNet RGB convention: Caffe files have the same keys."""
+    path = tmp_path / "mine.pth"
+    path.write_bytes(save_bytes({"features.0.weight": torch.ones(3)}))
+    with pytest.raises(WeightsError) as err:
+        resolve_weights(str(path), "vgg19")
+    msg = str(err.value)
+    assert str(path) in msg and "--preprocessing caffe" in msg and "--preprocessing torchvision" in msg
+    assert "\n" not in msg
+    assert resolve_weights(str(path), "vgg19", preprocessing="caffe").preprocessing == CAFFE
+
+
+def test_a_corrupt_unknown_file_says_corrupt_first(tmp_path: Path) -> None:
+    path = tmp_path / "junk.pth"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="not a PyTorch checkpoint"):
+        resolve_weights(str(path), "vgg19")
+
+
+def test_unknown_preprocessing_name_is_a_usage_error(tmp_path: Path, save_bytes) -> None:
+    with pytest.raises(UsageError, match="--preprocessing 'bgr': choose auto, caffe or torchvision"):
+        resolve_weights("random", "vgg19", preprocessing="bgr")
+
+
+def test_explicit_preprocessing_contradicting_a_record_is_refused(tiny, tmp_path: Path) -> None:
+    path = tmp_path / "copy.pth"
+    path.write_bytes(tiny.body)
+    with pytest.raises(UsageError, match="tinyarch.test expects torchvision preprocessing, not --preprocessing caffe"):
+        resolve_weights(path, "tinyarch", preprocessing="caffe")
+    assert resolve_weights(path, "tinyarch", preprocessing="torchvision").preprocessing == IMAGENET
+    with pytest.raises(UsageError, match="--weights tinyarch.test: tinyarch.test expects torchvision"):
+        resolve_weights("tinyarch.test", "tinyarch", preprocessing="caffe")
+
+
+def test_keys_limit_what_is_loaded(tiny) -> None:
+    r = resolve_weights("tinyarch.test", "tinyarch", keys={"features.0.weight", "bn.running_var", "bn.num_batches_tracked"})
+    # num_batches_tracked is absent from the file (a pre-0.4.1 checkpoint) and filled in
+    assert set(r.state_dict) == {"features.0.weight", "bn.running_var", "bn.num_batches_tracked"}
 
 
 def test_a_file_that_is_a_registered_checkpoint_gets_its_preprocessing(tiny, tmp_path: Path, monkeypatch) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import itertools
 import logging
 from typing import Any, Callable, Iterable, Sequence
 
@@ -176,9 +178,19 @@ def _to_avg(m: nn.Module) -> nn.Module:
     return m
 
 
-def _load_state(model: nn.Module, state_dict: dict[str, torch.Tensor], spec: EncoderSpec, source: str) -> None:
-    own = model.state_dict()
-    needed = set(own)
+def stage_keys(model: nn.Module, stages: Iterable[nn.Module]) -> set[str]:
+    """The keys of ``model.state_dict()`` held by ``stages`` (the part of the network a run uses)."""
+    wanted = {id(t) for m in stages for t in itertools.chain(m.parameters(), m.buffers())}
+    return {k for k, t in model.state_dict(keep_vars=True).items() if id(t) in wanted}
+
+
+def _load_state(model: nn.Module, state_dict: dict[str, torch.Tensor], spec: EncoderSpec, source: str, needed: set[str]) -> None:
+    """Materialise the ``needed`` tensors of ``model`` (built on the meta device) from ``state_dict``.
+
+    Only the stages a run uses are loaded; the rest of ``model`` stays on the meta device (no
+    memory) and is dropped with it. Tensors are copied out of the (possibly memory-mapped) file.
+    """
+    own = model.state_dict(keep_vars=True)
     missing = sorted(needed - set(state_dict))
     if missing:
         raise WeightsError(
@@ -190,7 +202,8 @@ def _load_state(model: nn.Module, state_dict: dict[str, torch.Tensor], spec: Enc
         raise WeightsError(
             f"{source}: does not fit encoder {spec.name} ({k} has shape {tuple(state_dict[k].shape)}, expected {tuple(own[k].shape)})"
         )
-    model.load_state_dict({k: state_dict[k] for k in needed}, strict=True)
+    tensors = {k: state_dict[k].detach().to(dtype=own[k].dtype, copy=True).contiguous() for k in needed}
+    model.load_state_dict(tensors, strict=False, assign=True)  # FeatureExtractor freezes them
 
 
 def build_encoder(
@@ -203,29 +216,46 @@ def build_encoder(
     seed: int = 0,
     download: bool = True,
     progress: Callable[[int, int | None], None] | None = None,
+    preprocessing: str | None = None,
 ) -> FeatureExtractor:
     """Build a frozen feature extractor.
 
     ``weights``: ``auto`` (pretrained if cached or downloadable, else deterministic random weights
     with a warning), ``random``, a registry name such as ``vgg19.torchvision`` (demanded), or a
     checkpoint file. ``seed`` only affects random weights. ``layers`` default to the encoder's
-    content and style presets.
+    content and style presets. ``preprocessing``: ``None``/``auto`` (from the checkpoint's
+    record), ``caffe`` or ``torchvision``; a checkpoint file matching no record needs one.
+
+    With a checkpoint, only the layers up to the deepest one requested are built and loaded (the
+    network is first laid out on the meta device, which costs no memory), only their tensors are
+    read from the file, and the state dict is not kept: ``extractor.weights.state_dict`` is None.
     """
+    from ..weights.registry import IMAGENET
     from ..weights.resolve import resolve_weights
 
     spec = get_encoder_spec(name)
-    resolved = resolve_weights(weights, spec.weights_arch, download=download, progress=progress)
-    if resolved.warning:
-        log.warning(resolved.warning)
-    with torch.random.fork_rng(devices=[]):  # constructors' default init must not move the user's RNG
-        model = spec.build()
-    if resolved.state_dict is not None:
-        _load_state(model, resolved.state_dict, spec, resolved.name)
-    else:
-        random_init(model, seed)
     if layers is None:
         layers = list(spec.default_content_layers) + list(spec.default_style_layers)
-    extractor = FeatureExtractor(
-        spec, model, layers, preprocessing=resolved.preprocessing, weights=resolved, pooling=pooling
+    layers = list(layers)
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        skeleton = spec.build()
+    # validates the layers and pooling before any file is hashed, and says which stages are used
+    probe = FeatureExtractor(spec, skeleton, layers, preprocessing=IMAGENET, pooling=pooling)
+    needed = stage_keys(skeleton, probe.stages)
+    del probe
+    resolved = resolve_weights(
+        weights, spec.weights_arch, download=download, progress=progress, preprocessing=preprocessing, keys=needed
     )
+    if resolved.warning:
+        log.warning(resolved.warning)
+    if resolved.state_dict is not None:
+        model = skeleton
+        _load_state(model, resolved.state_dict, spec, resolved.name, needed)
+    else:
+        with torch.random.fork_rng(devices=[]):  # constructors' default init must not move the user's RNG
+            model = spec.build()
+        random_init(model, seed)
+    info = dataclasses.replace(resolved, state_dict=None)  # the encoder keeps provenance, not tensors
+    del resolved
+    extractor = FeatureExtractor(spec, model, layers, preprocessing=info.preprocessing, weights=info, pooling=pooling)
     return extractor.to(resolve_device(device))

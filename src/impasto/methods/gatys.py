@@ -126,6 +126,7 @@ class GatysConfig:
     style_mask: str = field(default="", metadata=_h("region map of the style image, same colours as --content-mask", metavar="FILE"))
     encoder: str = field(default="vgg19", metadata=_h("feature network: vgg19, vgg16, resnet50, inception_v3, tiny_vgg"))
     weights: str = field(default="auto", metadata=_h("encoder weights: auto (pretrained if available, else random with a warning), random, a name such as vgg19.torchvision, or a .pth file", metavar="auto|random|NAME|FILE"))
+    preprocessing: str = field(default="auto", metadata=_h("input convention of the --weights file: auto (from the checkpoint's record; a file matching none needs one of the others), caffe (BGR 0-255 minus the mean: neural-style's VGG files), torchvision (RGB ImageNet mean/std)", choices=("auto", "caffe", "torchvision")))
     pooling: str = field(default="max", metadata=_h("pooling in VGG (avg as in Gatys et al.)", choices=("max", "avg")))
     seed: int = field(default=0, metadata=_h("random seed: same seed, same device -> same output"))
     device: str = field(default="auto", metadata=_h("compute device: auto, cpu, cuda, cuda:N, mps"))

@@ -5,13 +5,27 @@
 >>> resolved = resolve_weights("auto", "vgg19")             # doctest: +SKIP
 """
 
-from .registry import IMAGENET, INCEPTION, REGISTRY, Preprocessing, WeightSpec, default_spec, get_spec, list_specs
+from .registry import (
+    CAFFE,
+    IMAGENET,
+    INCEPTION,
+    PREPROCESSING_NAMES,
+    REGISTRY,
+    KnownFile,
+    Preprocessing,
+    WeightSpec,
+    default_spec,
+    get_spec,
+    list_specs,
+    preprocessing_named,
+)
 from .resolve import ResolvedWeights, adapt_state_dict, resolve_weights
 from .store import (
     cache_dir,
     cache_path,
     cached_path,
     download,
+    file_sha256,
     identify,
     import_file,
     load_state_dict,
@@ -23,6 +37,10 @@ __all__ = [
     "Preprocessing",
     "IMAGENET",
     "INCEPTION",
+    "CAFFE",
+    "PREPROCESSING_NAMES",
+    "preprocessing_named",
+    "KnownFile",
     "WeightSpec",
     "REGISTRY",
     "get_spec",
@@ -31,6 +49,7 @@ __all__ = [
     "cache_dir",
     "cache_path",
     "sha256_file",
+    "file_sha256",
     "verify",
     "cached_path",
     "download",

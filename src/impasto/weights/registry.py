@@ -20,10 +20,29 @@ access allow non-commercial research and education; whether weights derived from
 commercially is not settled, so check before shipping them in a product. The Inception v3
 checkpoint was ported by torchvision from Google's TensorFlow release (tensorflow/models, Apache-2.0).
 
-Caffe VGG (``vgg19.caffe``) is deliberately absent: the converted files we know of
-(jcjohnson/pytorch-vgg ``vgg19-d01eb7cb.pth``; pystiche ``vgg19-74e45263.pth``) are published
-with a file-name tag only, no full SHA-256 or size, and no clear licence for the conversion. Add
-them once those facts are known.
+Caffe VGG (``vgg19.caffe``, ``vgg16.caffe``)
+--------------------------------------------
+Justin Johnson's exact conversions of Simonyan & Zisserman's Caffe VGG models (jcjohnson/pytorch-vgg;
+pytorch/vision#28), the weights neural-style, neural-style-pt and many papers' reference code use.
+They expect BGR input in 0-255 with the BGR mean [103.939, 116.779, 123.68] subtracted (CAFFE).
+Their state-dict keys are torchvision's for ``features.*`` (the classifier keys differ and are
+never loaded), so they share the ``torchvision`` layer map and cannot be told from torchvision's
+files by their keys: only the hash recognises them.
+
+The published files (``vgg19-d01eb7cb.pth``, ``vgg16-00b39a1b.pth`` at the URLs below) have no
+published full SHA-256 or size that we could find; these records therefore verify a download by
+torch.hub's own ``check_hash`` rule, the 8-hex SHA-256 prefix in the file name (``check="prefix"``,
+shown as such by ``impasto weights list``). What users of neural-style-pt actually hold is
+different: its ``models/download_models.py`` renames the classifier keys and re-saves the file
+under the same name, so those bytes have another hash. Two independent public copies of that
+re-saved file (a Git LFS pointer in github.com/JustyJump/cns, models/; and the Hugging Face Space
+AfrodreamsAI/afrodreams) agree on its full SHA-256 and size, recorded below as ``variants`` and
+verified exactly. A re-save by another PyTorch version may differ byte-wise; such a file is not
+recognised and needs ``--preprocessing caffe``.
+
+Licence of the Caffe models: Creative Commons Attribution 4.0 (Simonyan & Zisserman, Oxford VGG,
+robots.ox.ac.uk/~vgg/research/very_deep/); the PyTorch conversion states no licence of its own
+(jcjohnson/pytorch-vgg#11 asks, unanswered); trained on ImageNet-1k (non-commercial terms).
 """
 
 from __future__ import annotations
@@ -38,6 +57,10 @@ __all__ = [
     "Preprocessing",
     "IMAGENET",
     "INCEPTION",
+    "CAFFE",
+    "PREPROCESSING_NAMES",
+    "preprocessing_named",
+    "KnownFile",
     "WeightSpec",
     "REGISTRY",
     "get_spec",
@@ -71,8 +94,38 @@ IMAGENET = Preprocessing((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 #: torchvision's Inception v3 checkpoint is used with ``transform_input=True``, which maps
 #: ImageNet-normalised input back to ``(x - 0.5) / 0.5``; on 0-1 RGB that is mean = std = 0.5.
 INCEPTION = Preprocessing((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+#: Caffe-trained VGG (Simonyan & Zisserman): BGR, 0-255, minus the BGR mean, no scaling
+CAFFE = Preprocessing((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), channel_order="BGR", scale=255.0)
+
+#: the values of ``--preprocessing`` (besides ``auto``: take it from the checkpoint's record)
+PREPROCESSING_NAMES = ("caffe", "torchvision")
+
+
+def preprocessing_named(name: str, arch: str) -> Preprocessing:
+    """``caffe`` -> CAFFE; ``torchvision`` -> torchvision's convention for ``arch`` (INCEPTION for
+    inception_v3, else IMAGENET). Unknown names raise ValueError naming the choices."""
+    if name == "caffe":
+        return CAFFE
+    if name == "torchvision":
+        return INCEPTION if arch == "inception_v3" else IMAGENET
+    raise ValueError(f"preprocessing must be one of {', '.join(PREPROCESSING_NAMES)}, not {name!r}")
+
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX8 = re.compile(r"^[0-9a-f]{8}$")
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """Another byte-exact file holding a record's weights (e.g. a re-save by another tool)."""
+
+    sha256: str  # full digest
+    size: int  # bytes
+    source: str  # where it comes from and where its digest was found
+
+    def __post_init__(self) -> None:
+        if not _HEX64.match(self.sha256) or self.size <= 0:
+            raise ValueError(f"known file {self.source!r}: needs the full 64-hex SHA-256 and a size")
 
 
 @dataclass(frozen=True)
@@ -83,16 +136,25 @@ class WeightSpec:
     arch: str  # "vgg19"
     filename: str  # the same name torch.hub uses, so files in its cache are reused
     urls: tuple[str, ...]
-    sha256: str  # full lowercase hex digest of the file
-    size: int | None  # bytes
+    sha256: str  # full lowercase hex digest of the file (check="sha256"), or its 8-hex prefix (check="prefix")
+    size: int | None  # bytes (None: unknown)
     licence: str
     preprocessing: Preprocessing
     description: str
     layer_map: str = "torchvision"  # how state-dict keys map onto impasto's architectures
+    #: "sha256": the full digest is known and checked; "prefix": only torch.hub's 8-hex file-name
+    #: prefix is published, and a file is accepted when its SHA-256 starts with it
+    check: str = "sha256"
+    #: other files known to hold these weights byte-exactly (verified by full SHA-256 and size)
+    variants: tuple[KnownFile, ...] = ()
 
     def __post_init__(self) -> None:
-        if not _HEX64.match(self.sha256):
+        if self.check not in ("sha256", "prefix"):
+            raise ValueError(f"{self.name}: check must be 'sha256' or 'prefix', got {self.check!r}")
+        if self.check == "sha256" and not _HEX64.match(self.sha256):
             raise ValueError(f"{self.name}: sha256 must be the full 64-hex-digit digest, got {self.sha256!r}")
+        if self.check == "prefix" and not (_HEX8.match(self.sha256) and f"-{self.sha256}." in self.filename):
+            raise ValueError(f"{self.name}: a prefix check needs the 8 hex digits of the file name, got {self.sha256!r}")
         if "." not in self.name or self.name.split(".", 1)[0] != self.arch:
             raise ValueError(f"{self.name}: weights names are 'arch.source' with arch {self.arch!r}")
         if not self.urls:
@@ -105,8 +167,28 @@ class WeightSpec:
         """Size in MiB (for tables)."""
         return None if self.size is None else self.size / 2**20
 
+    def published_matches(self, size: int, digest: str | None) -> bool:
+        """Whether a file of ``size`` bytes and SHA-256 ``digest`` is the published file
+        (``digest=None``: judge by size only)."""
+        if self.size is not None and size != self.size:
+            return False
+        if digest is None:
+            return True
+        return digest.startswith(self.sha256) if self.check == "prefix" else digest == self.sha256
+
+    def size_fits(self, size: int) -> bool:
+        """Whether ``size`` is the size of the published file or of a known variant (the cheap test)."""
+        return self.published_matches(size, None) or any(v.size == size for v in self.variants)
+
+    def accepts(self, size: int, digest: str) -> bool:
+        """Whether a file of ``size`` bytes and SHA-256 ``digest`` holds these weights."""
+        return self.published_matches(size, digest) or any(v.size == size and v.sha256 == digest for v in self.variants)
+
 
 _IMAGENET_LICENCE = "BSD-3-Clause (torchvision); trained on ImageNet-1k (non-commercial terms)"
+_CAFFE_LICENCE = "CC BY 4.0 (Simonyan & Zisserman, Oxford VGG); conversion unlicensed (jcjohnson/pytorch-vgg); ImageNet-1k (non-commercial terms)"
+_JCJ = ("https://web.eecs.umich.edu/~justincj/models/", "https://s3-us-west-2.amazonaws.com/jcjohns-models/")
+_NSPT = "neural-style-pt models/download_models.py re-save (classifier keys renamed); digest from Git LFS pointers in github.com/JustyJump/cns and huggingface.co/spaces/AfrodreamsAI/afrodreams"
 
 REGISTRY: dict[str, WeightSpec] = {
     spec.name: spec
@@ -157,6 +239,32 @@ REGISTRY: dict[str, WeightSpec] = {
             licence="BSD-3-Clause (torchvision); ported from TensorFlow (Apache-2.0); ImageNet-1k (non-commercial terms)",
             preprocessing=INCEPTION,
             description="torchvision Inception v3 (Inception_V3_Weights.IMAGENET1K_V1, ported from TensorFlow)",
+        ),
+        WeightSpec(
+            name="vgg19.caffe",
+            arch="vgg19",
+            filename="vgg19-d01eb7cb.pth",
+            urls=tuple(base + "vgg19-d01eb7cb.pth" for base in _JCJ),
+            sha256="d01eb7cb",
+            size=None,
+            check="prefix",
+            variants=(KnownFile("dd893d447ece014ad32d71b8d32b1e0b5c09b912a2866990c286fdeebd368d74", 574_679_411, _NSPT),),
+            licence=_CAFFE_LICENCE,
+            preprocessing=CAFFE,
+            description="Caffe VGG19 (Simonyan & Zisserman) converted by J. Johnson; neural-style's encoder (BGR, 0-255, mean subtracted)",
+        ),
+        WeightSpec(
+            name="vgg16.caffe",
+            arch="vgg16",
+            filename="vgg16-00b39a1b.pth",
+            urls=tuple(base + "vgg16-00b39a1b.pth" for base in _JCJ),
+            sha256="00b39a1b",
+            size=None,
+            check="prefix",
+            variants=(KnownFile("2007cdad2519a9bbecdf5cd3c54145237502349a194e0d0a41a826e5a277c187", 553_438_853, _NSPT),),
+            licence=_CAFFE_LICENCE,
+            preprocessing=CAFFE,
+            description="Caffe VGG16 (Simonyan & Zisserman) converted by J. Johnson (BGR, 0-255, mean subtracted)",
         ),
     )
 }

@@ -3,7 +3,11 @@
 Files live in ``$IMPASTO_HOME/weights`` or, without IMPASTO_HOME, in torch hub's checkpoint folder
 (which honours TORCH_HOME), under the same file names torch.hub uses, so checkpoints a user already
 has are reused. A file is only ever put in place by an atomic rename after its size and SHA-256
-were checked, and it is checked again every time it is loaded.
+were checked, and it is checked again every time it is loaded: hashed once per load, and not at
+all while the verified-files record (:mod:`.verified`) shows the file unchanged since it was hashed.
+
+Loading is lean: zip-format checkpoints are memory-mapped (``mmap=True``) and only the tensors a
+caller asks for (``keys=``) are kept, so a VGG19 file's 400 MB classifier is never read.
 """
 
 from __future__ import annotations
@@ -17,20 +21,23 @@ import shutil
 import socket
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import torch
 
 from ..atomic import atomic_path
 from ..provenance import sha256_file
 from ..errors import ChecksumError, DownloadError, OutputError, WeightsError
+from . import verified
 from .registry import REGISTRY, WeightSpec
 
 __all__ = [
     "cache_dir",
     "cache_path",
     "sha256_file",
+    "file_sha256",
     "verify",
     "cached_path",
     "download",
@@ -74,20 +81,41 @@ def _import_hint(spec: WeightSpec) -> str:
     )
 
 
+def _expected(spec: WeightSpec, *, digests: bool) -> str:
+    """What ``spec`` accepts, for error messages: sizes, or digests (prefixes marked as such)."""
+    if not digests:
+        sizes = [spec.size] if spec.size is not None else []
+        return " or ".join(f"{n} bytes" for n in sizes + [v.size for v in spec.variants]) or "?"
+    first = spec.sha256 + ("... (8-hex prefix, the only published part)" if spec.check == "prefix" else "")
+    return " or ".join([first] + [v.sha256 for v in spec.variants])
+
+
 def _check(where: object, spec: WeightSpec, *, size: int, digest: str | None, fix: str) -> None:
-    """Raise ChecksumError when ``size``/``digest`` (of the file at ``where``) do not match ``spec``."""
-    if spec.size is not None and size != spec.size:
+    """Raise ChecksumError when ``size``/``digest`` (of the file at ``where``) do not match ``spec``
+    (its published file or one of its known variants)."""
+    if not spec.size_fits(size):
         raise ChecksumError(
-            f"{where}: size mismatch for {spec.name} (expected {spec.size} bytes, got {size}); {fix}"
+            f"{where}: size mismatch for {spec.name} (expected {_expected(spec, digests=False)}, got {size}); {fix}"
         )
-    if digest is not None and digest != spec.sha256:
+    if digest is not None and not spec.accepts(size, digest):
         raise ChecksumError(
-            f"{where}: SHA-256 mismatch for {spec.name} (expected {spec.sha256}, got {digest}); {fix}"
+            f"{where}: SHA-256 mismatch for {spec.name} (expected {_expected(spec, digests=True)}, got {digest}); {fix}"
         )
 
 
-def verify(path: str | os.PathLike[str], spec: WeightSpec) -> None:
-    """Check ``path`` has ``spec``'s byte size and SHA-256; ChecksumError says how to fix it."""
+def file_sha256(path: str | os.PathLike[str], *, force: bool = False) -> str:
+    """SHA-256 of ``path``, taken from the verified-files record while the file's size, mtime,
+    ctime, inode and device are unchanged since it was hashed (``force=True``: always hash)."""
+    return verified.file_sha256(path, cache_dir(), lambda p: sha256_file(p), force=force)
+
+
+def verify(path: str | os.PathLike[str], spec: WeightSpec, *, deep: bool = False) -> str:
+    """Check ``path`` has ``spec``'s byte size and SHA-256 and return the digest; ChecksumError says
+    how to fix it.
+
+    The digest comes from the verified-files record when the file is unchanged since it was last
+    hashed; ``deep=True`` hashes regardless (``impasto weights verify``).
+    """
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -95,7 +123,9 @@ def verify(path: str | os.PathLike[str], spec: WeightSpec) -> None:
         raise WeightsError(f"{p}: no such file (weights {spec.name})") from None
     fix = _fix_hint(spec)
     _check(p, spec, size=size, digest=None, fix=fix)  # cheap test first
-    _check(p, spec, size=size, digest=sha256_file(p), fix=fix)
+    digest = file_sha256(p, force=deep)
+    _check(p, spec, size=size, digest=digest, fix=fix)
+    return digest
 
 
 _verify = verify  # cached_path's keyword argument shadows the name
@@ -150,7 +180,7 @@ def _fetch(url: str, dest: Path, spec: WeightSpec, progress: Progress | None, ti
     with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
         length = response.headers.get("Content-Length")
         total: int | None = int(length) if length and length.isdigit() else spec.size
-        if spec.size is not None and total != spec.size:  # fail before fetching a wrong file
+        if spec.size is not None and total is not None and total != spec.size:  # fail before fetching a wrong file
             _check(url, spec, size=total or 0, digest=None, fix="the server offers a different file")
         if progress is not None:
             progress(0, total)
@@ -219,14 +249,14 @@ def download(spec: WeightSpec, *, progress: Progress | None = None, timeout: flo
 
 
 def identify(path: str | os.PathLike[str]) -> WeightSpec | None:
-    """The registered checkpoint whose SHA-256 equals that of ``path``, or None."""
+    """The registered checkpoint ``path`` holds (by SHA-256, or a record's published prefix), or None."""
     p = Path(path)
     size = p.stat().st_size
-    candidates = [s for s in REGISTRY.values() if s.size is None or s.size == size]
+    candidates = [s for s in REGISTRY.values() if s.size_fits(size)]
     if not candidates:
         return None
-    digest = sha256_file(p)
-    return next((s for s in candidates if s.sha256 == digest), None)
+    digest = file_sha256(p)
+    return next((s for s in candidates if s.accepts(size, digest)), None)
 
 
 def import_file(src: str | os.PathLike[str], name: str) -> Path:
@@ -240,7 +270,7 @@ def import_file(src: str | os.PathLike[str], name: str) -> Path:
     size = source.stat().st_size
     fix = f"it is not the published {spec.filename} (get it from {spec.urls[0]})"
     _check(source, spec, size=size, digest=None, fix=fix)
-    _check(source, spec, size=size, digest=sha256_file(source), fix=fix)
+    _check(source, spec, size=size, digest=file_sha256(source), fix=fix)
     dest = cache_path(spec)
     if dest.exists() and dest.resolve() == source.resolve():
         return dest
@@ -248,7 +278,7 @@ def import_file(src: str | os.PathLike[str], name: str) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dest) as tmp:
             shutil.copyfile(source, tmp)
-            verify(tmp, spec)  # the copy, not just the source
+            _check(tmp, spec, size=tmp.stat().st_size, digest=sha256_file(tmp), fix=fix)  # the copy, not just the source
     except OutputError as exc:
         raise WeightsError(f"cannot write to the weights cache ({exc}); set IMPASTO_HOME to a writable folder") from exc
     except OSError as exc:
@@ -262,11 +292,17 @@ def _not_a_checkpoint(path: Path, why: str) -> WeightsError:
     return WeightsError(f"{path}: not a PyTorch checkpoint ({why})")
 
 
-def load_state_dict(path: str | os.PathLike[str], *, spec: WeightSpec | None = None) -> dict[str, torch.Tensor]:
+def load_state_dict(
+    path: str | os.PathLike[str],
+    *,
+    spec: WeightSpec | None = None,
+    keys: Collection[str] | None = None,
+) -> dict[str, torch.Tensor]:
     """Load a state dict safely (``weights_only=True``), verifying it against ``spec`` first if given.
 
     Files wrapping the state dict as ``{"state_dict": {...}}`` are unwrapped. Anything that is not
-    a mapping of names to tensors raises WeightsError.
+    a mapping of names to tensors raises WeightsError. ``keys``: keep only these entries (those the
+    file has); zip-format files are memory-mapped, so tensors that are not kept are never read.
     """
     p = Path(path).expanduser()
     if spec is not None:
@@ -276,7 +312,8 @@ def load_state_dict(path: str | os.PathLike[str], *, spec: WeightSpec | None = N
     if p.is_dir():
         raise WeightsError(f"{p}: is a folder, expected a checkpoint file")
     try:
-        obj: Any = torch.load(p, map_location="cpu", weights_only=True)
+        # mmap needs the zip format (torch >= 1.6); older "legacy" files are read whole
+        obj: Any = torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
         if "weights only" in str(exc).lower() or "weights_only" in str(exc):
@@ -300,4 +337,7 @@ def load_state_dict(path: str | os.PathLike[str], *, spec: WeightSpec | None = N
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise _not_a_checkpoint(p, f"entry {bad[0]!r} is not a tensor; expected a state dict")
-    return dict(obj)
+    if keys is None:
+        return dict(obj)
+    wanted = set(keys)
+    return {k: v for k, v in obj.items() if k in wanted}
