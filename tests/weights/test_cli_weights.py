@@ -42,7 +42,30 @@ def test_list(tiny, capsys) -> None:
     assert lines[0].split()[:4] == ["NAME", "ARCH", "MB", "CACHED"]
     vgg = next(line for line in lines if line.startswith("vgg19.torchvision"))
     assert " 574.7 " in vgg and " no " in vgg and "BSD-3-Clause" in vgg
+    assert vgg.split()[4:6] == ["sha256", "torchvision"]
+    for name in ("vgg19.caffe", "vgg16.caffe"):  # the Caffe conversions, honest about what is checked
+        caffe = next(line for line in lines if line.startswith(name))
+        assert caffe.split()[2:6] == ["?", "no", "prefix", "caffe"] and "CC BY 4.0" in caffe
     assert str(store.cache_dir()) in out
+
+
+def test_import_recognises_a_known_variant(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A re-saved file (like neural-style-pt's vgg19-d01eb7cb.pth) is imported under the record's name."""
+    import hashlib
+
+    from impasto.weights import CAFFE, KnownFile, WeightSpec, registry
+
+    body = b"pretend checkpoint bytes" * 100
+    spec = WeightSpec("tiny_vgg.caffe", "tiny_vgg", "tiny_vgg-00000000.pth", ("https://e/tiny_vgg-00000000.pth",), "00000000", None,
+                      "test", CAFFE, "test", check="prefix", variants=(KnownFile(hashlib.sha256(body).hexdigest(), len(body), "test"),))
+    monkeypatch.setitem(registry.REGISTRY, spec.name, spec)
+    src = tmp_path / "models" / "tiny_vgg-00000000.pth"
+    src.parent.mkdir()
+    src.write_bytes(body)
+    assert run("weights", "import", str(src)) == 0
+    assert (store.cache_dir() / spec.filename).read_bytes() == body
+    assert run("weights", "verify", "tiny_vgg.caffe") == 0
+    assert "tiny_vgg.caffe: ok" in capsys.readouterr().out
 
 
 def test_download_then_list_and_verify(tiny, capsys) -> None:

@@ -19,11 +19,16 @@ examples:
   impasto weights download all                  fetch every known checkpoint
   impasto weights verify                        re-check all cached files (exit 1 on a mismatch)
   impasto weights import ~/Downloads/vgg19-dcbb9e9d.pth   offline: copy a file you fetched elsewhere
+  impasto weights import neural-style-pt/models/vgg19-d01eb7cb.pth   neural-style-pt's Caffe VGG19
 
 Files are kept in $IMPASTO_HOME/weights, or without IMPASTO_HOME in torch hub's cache
 ($TORCH_HOME/hub/checkpoints, default ~/.cache/torch/hub/checkpoints) under torch hub's file names,
 so checkpoints torchvision already downloaded are reused. Every file is checked against its
-recorded SHA-256 and size when it is downloaded, imported and loaded.
+recorded SHA-256 and size when it is downloaded, imported and loaded (a load re-hashes a file only
+when its size, mtime, ctime or inode changed since it was last verified; `verify` always hashes).
+CHECK "prefix": only the 8-hex SHA-256 prefix of the published file is known (the Caffe VGG
+conversions); their neural-style-pt re-saves are recognised by full SHA-256. INPUT: the
+preprocessing the weights expect (caffe: BGR 0-255 minus the mean; torchvision: RGB ImageNet).
 """
 
 
@@ -105,10 +110,10 @@ def _state(spec: Any, *, deep: bool) -> tuple[str, bool]:
     if not path.is_file():
         return "no", True
     if not deep:
-        size_ok = spec.size is None or path.stat().st_size == spec.size
+        size_ok = spec.size_fits(path.stat().st_size)
         return ("yes" if size_ok else "WRONG SIZE"), size_ok
     try:
-        store.verify(path, spec)
+        store.verify(path, spec, deep=True)
     except ChecksumError:
         return "MISMATCH", False
     return "verified", True
@@ -117,13 +122,18 @@ def _state(spec: Any, *, deep: bool) -> tuple[str, bool]:
 def _list(args: argparse.Namespace) -> int:
     from ..weights import list_specs, store
 
-    rows = [("NAME", "ARCH", "MB", "CACHED", "LICENCE")]
+    from ..weights import CAFFE
+
+    rows = [("NAME", "ARCH", "MB", "CACHED", "CHECK", "INPUT", "LICENCE")]
     for spec in list_specs():
         text, _ = _state(spec, deep=args.verify)
-        rows.append((spec.name, spec.arch, _fmt_size(spec.size), text, spec.licence))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        check = "sha256" if spec.check == "sha256" else "prefix"
+        pre = "caffe" if spec.preprocessing == CAFFE else "torchvision"
+        rows.append((spec.name, spec.arch, _fmt_size(spec.size), text, check, pre, spec.licence))
+    last = len(rows[0]) - 1
+    widths = [max(len(r[i]) for r in rows) for i in range(last)]
     for row in rows:
-        print("  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)).rstrip())
+        print("  ".join(cell.ljust(widths[i]) if i < last else cell for i, cell in enumerate(row)).rstrip())
     print(f"\ncache: {store.cache_dir()}")
     return 0
 
@@ -184,7 +194,7 @@ def _verify(args: argparse.Namespace) -> int:
             failed += 1
             continue
         try:
-            store.verify(path, spec)
+            store.verify(path, spec, deep=True)
         except ChecksumError as exc:
             print(f"{spec.name}: MISMATCH: {exc}")
             failed += 1
