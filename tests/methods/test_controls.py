@@ -106,7 +106,7 @@ def test_sweep_writes_the_grid(tmp_path, write_image):
     assert [(r["init"], r["style_weight"]) for r in rows] == [("content", "10"), ("content", "1000"), ("noise", "10"), ("noise", "1000")]
     assert all((out / r["file"]).exists() and float(r["loss_total"]) > 0 for r in rows)
     sheet = Image.open(out / "sheet.png")
-    assert sheet.size == (2 * (256 + 6) + 6, 2 * (256 + 18 + 6) + 6)  # 2 columns x 2 rows with labels
+    assert sheet.size == (2 * (256 + 6) + 6, 2 * (256 + 2 * 12 + 6 + 6) + 6)  # 2 columns x 2 rows, labels: one line per parameter
 
 
 def test_sweep_reuses_style_targets(tmp_path, write_image):

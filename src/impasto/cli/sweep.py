@@ -14,11 +14,20 @@ SWEEP_EPILOG = """\
 examples:
   impasto sweep photo.jpg starry.jpg --param init=content,noise,uniform -o sweep/
   impasto sweep photo.jpg starry.jpg --param style_weight=1e2,1e3,1e4 --param style_loss=gram,mean_std -o grid/
-  impasto sweep photo.jpg starry.jpg --param "style_layers=relu1_1,relu2_1|relu1_1,relu2_1,relu3_1,relu4_1,relu5_1" -o layers/
+  impasto sweep photo.jpg starry.jpg --param "content_layers=relu4_2;relu3_1,relu4_2" -o layers/
+      two runs: content layers [relu4_2], then [relu3_1, relu4_2]
+
+values:
+  ';' separates values for every parameter ('|' is an alias); scalar parameters also take ','
+  (style_weight=1e2,1e3). Each value of a list-valued parameter is a comma-separated list, as the
+  gatys option takes it, so without ';' the whole text is ONE value: content_layers=relu4_2,relu3_1
+  is one run using both layers (a note says so); "content_layers=relu4_2;relu3_1" is two runs.
+  List-valued: {lists}.
+  Quote the argument: ';' and '|' mean something to the shell.
 
 Writes one image per combination, sheet.png (a labelled contact sheet: rows = first parameter,
-columns = second) and results.csv (final losses and time per run). Style targets are computed
-once and reused across the grid. Values containing commas (layer sets) are separated by '|'.
+columns = second) and results.csv (one row per run: each parameter's value as given, final losses,
+time). Style targets are computed once and reused across the grid.
 """
 
 BATCH_EPILOG = """\
@@ -33,10 +42,13 @@ are computed once per size.
 def register(subparsers: Any) -> None:
     from ..methods.gatys import GatysConfig
 
-    p = subparsers.add_parser("sweep", help="run a grid over one or two parameters and write a contact sheet", description="Compare settings side by side: one run per combination of the --param values.", epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ..methods.sweep import LIST_VALUED
+
+    epilog = SWEEP_EPILOG.replace("{lists}", ", ".join(LIST_VALUED))
+    p = subparsers.add_parser("sweep", help="run a grid over one or two parameters and write a contact sheet", description="Compare settings side by side: one run per combination of the --param values.", epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("content", help="the photograph")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s): PATH[:WEIGHT[:SCALE]]")
-    p.add_argument("--param", action="append", required=True, metavar="NAME=V1,V2", help="a swept parameter (once or twice)")
+    p.add_argument("--param", action="append", required=True, metavar="NAME=V1,V2", help="a swept parameter (once or twice); values separated by ';' (any parameter) or ',' (scalar parameters only), e.g. \"content_layers=relu4_2;relu3_1,relu4_2\"")
     p.add_argument("-o", "--output", default="sweep", help="output folder (default: sweep)")
     add_config_arguments(p, GatysConfig, group_title="base options (as for gatys)")
     p.set_defaults(handler=run_sweep)
@@ -56,6 +68,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     from .progress import ProgressRenderer
 
     axes = [parse_axis(p) for p in args.param]
+    for axis in axes:
+        if axis.note:
+            print(f"note: {axis.note}", file=sys.stderr)
     config = config_from_args(GatysConfig, args)
     renderer = ProgressRenderer(enabled=not args.quiet)
     info = api.sweep(args.content, args.styles, axes, args.output, config=config, callback=renderer)
