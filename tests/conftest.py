@@ -1,14 +1,65 @@
-"""Shared fixtures: the repo's data folders, an isolated weights cache, tiny encoders."""
+"""Shared fixtures: the repo's data folders, an isolated weights cache, tiny encoders; and
+``require``, the one way a test may depend on something optional (it skips locally, fails in CI).
+
+Use it instead of ``pytest.importorskip``/``skipif`` for anything CI installs (the test extras,
+Debian's chromium)::
+
+    from tests.conftest import require, require_module, require_program
+
+    fastapi = require_module("fastapi")                    # module level or inside a test
+    BROWSER = require_program("chromium", "chromium-browser")
+    require(has_thing(), "no thing installed")
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+import shutil
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
+
+
+def ci_strict() -> bool:
+    """True under ``CI=true`` (or 1/yes): there a missing dependency is a failure, not a skip."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _missing(why: str) -> NoReturn:
+    if ci_strict():
+        pytest.fail(f"{why}; CI=true, so this fails instead of skipping: CI must install it (see .ci/run)", pytrace=False)
+    pytest.skip(why, allow_module_level=True)
+
+
+def require(condition: object, why: str) -> None:
+    """Skip the calling test (or module) unless ``condition`` holds; fail instead under CI=true,
+    where every dependency the suite uses is installed and a skip would hide an untested path."""
+    if not condition:
+        _missing(why)
+
+
+def require_module(name: str) -> ModuleType:
+    """``pytest.importorskip`` that fails under CI=true; returns the module."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        _missing(f"Python module {name!r} is not installed ({exc})")
+
+
+def require_program(*names: str) -> str:
+    """The path of the first of ``names`` found on PATH; skip (fail under CI=true) if none is."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    _missing(f"none of {', '.join(names)} is on PATH")
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ from impasto.errors import ImageError, ModelFileError, UsageError
 from impasto.image.io import load_image, read_metadata
 from impasto.methods.feedforward import ApplyConfig, TorchRunner, apply_model, auto_tile, export_model, load_model, stylise_tensor
 from impasto.image.tiles import plan_tiles
+from tests.conftest import require_module
 
 
 def _smooth(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -140,7 +141,7 @@ def test_auto_tile():
 
 @pytest.mark.parametrize("arch", ["johnson", "johnson-small", "texture"])
 def test_onnx_matches_pytorch(tmp_path, models, arch):
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     from impasto.methods.feedforward import OnnxRunner, read_onnx_meta
 
     onnx_path = export_model(models[arch], tmp_path / f"{arch}.onnx")
@@ -156,7 +157,7 @@ def test_onnx_matches_pytorch(tmp_path, models, arch):
 
 
 def test_apply_with_onnx_runtime_end_to_end(tmp_path, models, photo):
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     src = photo("p.png", 40, 56)
     onnx_path = export_model(models["johnson-small"], tmp_path / "m.onnx")
     via_onnx = apply_model(onnx_path, [src], tmp_path / "onnx")

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
+from tests.conftest import require_module
+
+require_module("fastapi")
+require_module("httpx")
 
 import warnings  # noqa: E402
 
