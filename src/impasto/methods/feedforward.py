@@ -367,7 +367,7 @@ def train(
     from ..image.io import load_image, save_image
     from ..image.resize import resize_to_edge
     from ..losses import PerceptualLoss
-    from ..optim.training import LossLog, TensorBoardLog, capture_rng, load_checkpoint, make_optimizer, make_scheduler, restore_rng, save_checkpoint
+    from ..optim.training import LossLog, TensorBoardLog, capture_rng, deferred_interrupt, load_checkpoint, make_optimizer, make_scheduler, restore_rng, save_checkpoint
 
     config = config or TrainConfig()
     if overrides:
@@ -524,7 +524,8 @@ def train(
         if first is not None:
             emit(callback, SnapshotEvent(step=step, image=first))
 
-    def checkpoint(step: int) -> None:
+    def checkpoint(step: int, rng: dict[str, Any] | None = None) -> None:
+        """Save the state after ``step`` steps; ``rng``: the random states at that point (default: now)."""
         save_checkpoint(
             ckpt_path,
             {
@@ -534,7 +535,7 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": capture_rng({"noise": noise_gen}),
+                "rng": rng if rng is not None else capture_rng({"noise": noise_gen}),
                 "train_config": config_to_dict(config),
                 "net_config": net_config,
                 "style_name": style_info["name"],
@@ -560,11 +561,13 @@ def train(
     t_window = time.perf_counter()
     completed = start
     updating = False
+    step_rng: dict[str, Any] | None = None  # random states at the start of an unfinished step
     size = (config.train_size, config.train_size)
     if start == 0:
         write_json(out / CONFIG_NAME, {**resolved, "step": 0}, sort_keys=True)
     try:
         for step in range(start, config.steps):
+            step_rng = capture_rng({"noise": noise_gen})  # a Ctrl-C inside this step resumes from here
             content = None
             if batches is not None:
                 content, failed = next(batches)  # type: ignore[call-overload]
@@ -584,37 +587,37 @@ def train(
                 else:
                     output = net(content)
                 loss, terms = loss_fn(output, content=content)
-            updating = True
             optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            scheduler.step()
-            updating = False
-            completed = step + 1
-            losses = {"total": float(loss.detach())}
-            losses.update({k: float(v.detach()) for k, v in terms.items()})
-            if not all(math.isfinite(v) for v in losses.values()):
-                raise RuntimeFailure(f"training diverged at step {completed} (loss {losses['total']}); lower --lr or the loss weights, or resume from the last checkpoint")
-            window.add(losses)
-            if completed % config.log_every == 0 or completed == config.steps:
-                now_t = time.perf_counter()
-                record = {
-                    "step": completed,
-                    **window.mean(),
-                    "lr": scheduler.get_last_lr()[0],
-                    "images_per_s": window.count * config.batch_size / max(1e-9, now_t - t_window),
-                    "elapsed_s": round(elapsed_before + now_t - t_start, 3),
-                    "skipped": (folder.scan_skipped if folder else 0) + len(failed_seen),
-                }
-                log.append(record)
-                tb.scalars(completed, {k: v for k, v in record.items() if k not in ("step",)})
-                window.reset()
-                t_window = now_t
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            with deferred_interrupt():  # Ctrl-C waits until model, optimiser, step and log agree
+                updating = True
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                updating = False
+                completed, step_rng = step + 1, None
+                losses = {"total": float(loss.detach())}
+                losses.update({k: float(v.detach()) for k, v in terms.items()})
+                if not all(math.isfinite(v) for v in losses.values()):
+                    raise RuntimeFailure(f"training diverged at step {completed} (loss {losses['total']}); lower --lr or the loss weights, or resume from the last checkpoint")
+                window.add(losses)
+                if completed % config.log_every == 0 or completed == config.steps:
+                    now_t = time.perf_counter()
+                    record = {
+                        "step": completed,
+                        **window.mean(),
+                        "lr": scheduler.get_last_lr()[0],
+                        "images_per_s": window.count * config.batch_size / max(1e-9, now_t - t_window),
+                        "elapsed_s": round(elapsed_before + now_t - t_start, 3),
+                        "skipped": (folder.scan_skipped if folder else 0) + len(failed_seen),
+                    }
+                    log.append(record)
+                    tb.scalars(completed, {k: v for k, v in record.items() if k not in ("step",)})
+                    window.reset()
+                    t_window = now_t
             if config.checkpoint_every and completed % config.checkpoint_every == 0 and completed != config.steps:
                 checkpoint(completed)
             if config.preview_every and (completed % config.preview_every == 0 or completed == config.steps):
@@ -622,10 +625,11 @@ def train(
             emit(callback, StepEvent(step=completed - start, total=config.steps - start, losses=losses))
     except KeyboardInterrupt:
         tb.close()
-        if completed > start and not updating:
-            checkpoint(completed)
+        if (completed > start or step_rng is not None) and not updating:  # the state after `completed` steps, RNGs as then
+            checkpoint(completed, step_rng)
             raise Interrupted(f"training interrupted at step {completed}; saved {ckpt_path} (continue with --resume -o {out})") from None
-        raise Interrupted(f"training interrupted; continue from the last checkpoint with --resume -o {out}") from None
+        last = f"continue from the last checkpoint with --resume -o {out}" if ckpt_path.exists() else "no checkpoint was saved"
+        raise Interrupted(f"training interrupted; {last}") from None
     finally:
         tb.close()
         del batches, loader

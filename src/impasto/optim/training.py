@@ -9,12 +9,15 @@ read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -29,6 +32,7 @@ __all__ = [
     "lr_factor",
     "capture_rng",
     "restore_rng",
+    "deferred_interrupt",
     "save_checkpoint",
     "load_checkpoint",
     "LossLog",
@@ -93,6 +97,27 @@ def restore_rng(state: Mapping[str, Any], generators: Mapping[str, torch.Generat
             g.set_state(state["generators"][key])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) for the body and raise the KeyboardInterrupt after it.
+
+    Wraps the few statements that change the model, optimiser and step counter together, so a
+    Ctrl-C never leaves them half updated. Only acts in the main thread while Python's default
+    SIGINT handler is installed; elsewhere the body runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
