@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from .errors import ConfigError, ImageTooSmallError, UsageError
 from .progress import Event, SnapshotEvent, emit
 from .provenance import sha256_file, versions, write_json  # noqa: F401 (versions re-exported)
 
-__all__ = ["Result", "StyleSpec", "stylize", "parse_style_spec", "load_manifest", "peak_memory_mb", "train", "apply"]
+__all__ = ["Result", "StyleSpec", "stylize", "parse_style_spec", "load_manifest", "peak_memory_mb", "train", "apply", "resume_state_path"]
 
 PathLike = str | os.PathLike[str]
 
@@ -62,20 +61,71 @@ class Result:
     image: torch.Tensor
     alpha: torch.Tensor | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    resume_point: Any = None  # methods.gatys.ResumePoint of an interrupted run
 
     @property
     def losses(self) -> dict[str, float]:
         return dict(self.manifest.get("final_losses", {}))
 
     def save(self, path: PathLike, *, bit_depth: int = 8, sidecar: bool = True) -> Path:
-        """Write the image (atomically) with the manifest embedded, plus ``PATH.json`` beside it."""
+        """Write the image (atomically) with the manifest embedded, plus ``PATH.json`` beside it.
+
+        An interrupted run also writes ``PATH.resume.pt`` (the exact optimiser state, named in
+        the manifest under ``resume``); a finished one removes a stale one.
+        """
         from .image.io import save_image
 
         manifest = dict(self.manifest, output=str(path))
+        manifest.pop("resume", None)
+        state = resume_state_path(path)
+        if self.resume_point is not None:
+            write_resume_state(state, self.resume_point)
+            manifest["resume"] = {"state": str(state), "level": self.resume_point.level, "step": self.resume_point.step}
         out = save_image(path, self.image, alpha=self.alpha, metadata=manifest, bit_depth=bit_depth)
         if sidecar:
             write_json(Path(str(path) + ".json"), manifest)
+        if self.resume_point is None and state.exists():
+            state.unlink()
         return out
+
+
+def resume_state_path(output: PathLike) -> Path:
+    """``out.png`` -> ``out.png.resume.pt``: where a run's exact resume state lives."""
+    return Path(str(output) + ".resume.pt")
+
+
+def write_resume_state(path: Path, point: Any) -> None:
+    """Save a ResumePoint atomically (plain tensors and lists: loads with weights_only=True)."""
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(point.to_dict(), tmp)
+
+
+def _read_resume_point(manifest_path: PathLike, manifest: dict[str, Any], max_pixels: int, callback: Any) -> Any:
+    """The ResumePoint of an interrupted run: its saved state, else its last snapshot image."""
+    from .methods.gatys import ResumePoint
+    from .progress import MessageEvent
+
+    if manifest.get("status") in ("completed", "converged"):
+        raise UsageError(f"{manifest_path}: the run finished ({manifest.get('iterations_run', 0)} iterations); there is nothing to resume")
+    saved = manifest.get("resume")
+    if saved and Path(saved.get("state", "")).is_file():
+        try:
+            data = torch.load(saved["state"], map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+            raise UsageError(f"{saved['state']}: not a readable impasto resume state ({type(exc).__name__})") from None
+        if not isinstance(data, dict) or data.get("format") != "impasto-gatys-resume/1":
+            raise UsageError(f"{saved['state']}: not an impasto gatys resume state")
+        return ResumePoint.from_dict(data)
+    snap = manifest.get("snapshot")
+    if not snap or not Path(snap["path"]).is_file():
+        raise UsageError(f"{manifest_path}: the run has no saved state or snapshot to resume from (run with --save-every N)")
+    emit(callback, MessageEvent(
+        f"{manifest_path}: no saved optimiser state; continuing from snapshot {snap['path']} (step {snap['step']}), "
+        "which keeps the step count but not the optimiser's memory", "warning"))
+    image, _, _ = _load(snap["path"], "snapshot", max_pixels)
+    return ResumePoint(int(snap["level"]), int(snap["step"]), None, image, [], list(manifest.get("levels", []))[: int(snap["level"])])
 
 
 def load_manifest(path: PathLike) -> dict[str, Any]:
@@ -94,6 +144,10 @@ def load_manifest(path: PathLike) -> dict[str, Any]:
 
 def peak_memory_mb() -> float:
     """Peak resident memory of this process so far (MB)."""
+    try:
+        import resource  # POSIX only
+    except ImportError:  # pragma: no cover - Windows
+        return 0.0
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
 
@@ -201,13 +255,9 @@ def stylize(
         style_inputs[0].mask = regions.style
 
     init_image = None
-    start_level = start_step = 0
+    point = None
     if resume_info is not None:
-        snap = resume_info.get("snapshot")
-        if not snap or not Path(snap["path"]).is_file():
-            raise UsageError(f"{resume}: the run has no snapshot to resume from (run with --save-every N)")
-        init_image, _, _ = _load(snap["path"], "snapshot", config.max_pixels)
-        start_level, start_step = int(snap["level"]), int(snap["step"])
+        point = _read_resume_point(resume, resume_info, config.max_pixels, callback)  # type: ignore[arg-type]
     elif config.init not in gatys.INITS:
         init_image, _, _ = _load(config.init, "--init", config.max_pixels)
 
@@ -249,18 +299,18 @@ def stylize(
     def on_event(event: Event) -> None:
         if isinstance(event, SnapshotEvent) and snapshot_path is not None:
             _write_snapshot(Path(snapshot_path), event, c_alpha, manifest, ladder_len)
-        emit(user_cb, event)
+        emit(user_cb, dataclasses.replace(event, state=None) if isinstance(event, SnapshotEvent) else event)
 
     t0 = time.perf_counter()
     out = gatys.run(
         config, c_img, style_inputs, encoder=encoder, callback=on_event, init_image=init_image,
-        content_mask=content_mask, style_cache=style_cache, start_level=start_level, start_step=start_step,
+        content_mask=content_mask, style_cache=style_cache, resume=point,
     )
     manifest.update(
         status=out.stopped,
         encoder=out.encoder_info,
         levels=out.levels,
-        iterations_run=sum(level["iterations"] for level in out.levels) + (start_step if resume_info else 0),
+        iterations_run=sum(level["iterations"] for level in out.levels),
         final_losses=out.history[-1] if out.history else {},
         loss_history=_thin(out.history),
         time_s=round(time.perf_counter() - t0, 3),
@@ -268,7 +318,7 @@ def stylize(
     )
     if torch.cuda.is_available() and manifest["device"].startswith("cuda"):
         manifest["peak_cuda_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return Result(image=out.image, alpha=c_alpha, manifest=manifest)
+    return Result(image=out.image, alpha=c_alpha, manifest=manifest, resume_point=out.resume)
 
 
 def _thin(history: Sequence[dict[str, float]], keep: int = 200) -> list[dict[str, float]]:
@@ -291,6 +341,10 @@ def _write_snapshot(path: Path, event: SnapshotEvent, alpha: Any, manifest: dict
     snap = snapshot_name(path, event.step, event.stage, levels)
     save_image(snap, event.image, alpha=alpha)
     manifest["snapshot"] = {"path": str(snap), "level": event.stage, "step": event.step}
+    if event.state is not None:  # exact state: a killed run resumes from here as if never stopped
+        state = resume_state_path(path)
+        write_resume_state(state, event.state)
+        manifest["resume"] = {"state": str(state), "level": event.state.level, "step": event.state.step}
     write_json(Path(str(path) + ".json"), {**manifest, "status": "running", "output": str(path)})
 
 

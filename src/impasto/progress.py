@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Union
+from typing import Any, Callable, Protocol, Union
 
 import torch
 
@@ -28,6 +28,7 @@ class SnapshotEvent:
     step: int
     image: torch.Tensor = field(repr=False)
     stage: int = 0
+    state: Any = field(default=None, repr=False)  # optim.pixel.LoopState: resumable, valid during the callback
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class StageEvent:
     stage: int
     stages: int
     description: str
-    steps: int
+    steps: int  # steps of the whole stage
+    done: int = 0  # of which already done (a resumed stage)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from impasto.cli.main import main
 
@@ -80,15 +81,66 @@ def test_ctrl_c_saves_the_current_image_and_resume_continues(pair, tmp_path, mon
     assert main(["gatys", "--resume", str(tmp_path / "o.png.json"), "-q"]) == 0
     m2 = json.loads((tmp_path / "o.png.json").read_text())
     assert m2["status"] == "completed"
-    assert m2["levels"][-1]["iterations"] == 4  # continued from step 8 of 12, not restarted
+    assert m2["levels"][-1]["iterations"] == 12  # continued from step 8 of 12, not restarted
     assert m2["iterations_run"] == 12 and m2["resumed_from"].endswith("o.png.json")
+    assert not (tmp_path / "o.png.resume.pt").exists()  # a finished run leaves no resume state
+
+
+LADDER = ["--encoder", "tiny_vgg", "--weights", "random", "--edge", "64", "--scales", "32,64", "--scale-iterations", "8,6", "--save-every", "3", "-q"]
+
+
+def test_interrupt_twice_resume_twice_equals_one_uninterrupted_run(pair, tmp_path, monkeypatch, capsys):
+    """Ctrl-C inside an evaluation of the coarse level, then between the two levels (while the
+    fine level's style targets are computed): the resumed runs end on the same image, step count
+    and loss history as a run that was never stopped, and snapshots are numbered by absolute step."""
+    from impasto.image.io import load_image
+    from impasto.methods import gatys as gatys_mod
+
+    content, style = pair
+    whole_dir, cut_dir = tmp_path / "whole", tmp_path / "cut"
+    whole_dir.mkdir(), cut_dir.mkdir()
+    assert main(["gatys", str(content), str(style), "-o", str(whole_dir / "o.png"), *LADDER]) == 0
+    out = cut_dir / "o.png"
+
+    _interrupt_after(monkeypatch, 4)  # during the 5th evaluation of the 32 px level
+    assert main(["gatys", str(content), str(style), "-o", str(out), *LADDER]) == 130
+    m = json.loads((cut_dir / "o.png.json").read_text())
+    assert m["status"] == "interrupted" and m["iterations_run"] == 4 and m["resume"]["step"] == 4
+    assert (cut_dir / "o.png.resume.pt").exists()
+    monkeypatch.undo()
+
+    real = gatys_mod._style_stats
+    calls = {"n": 0}
+
+    def stats_then_interrupt(*a, **k):  # the second level's targets: the awkward moment
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(gatys_mod, "_style_stats", stats_then_interrupt)
+    assert main(["gatys", "--resume", str(cut_dir / "o.png.json"), "-q"]) == 130
+    m = json.loads((cut_dir / "o.png.json").read_text())
+    assert m["status"] == "interrupted" and m["iterations_run"] == 8 and m["resume"] == {**m["resume"], "level": 1, "step": 0}
+    monkeypatch.undo()
+
+    assert main(["gatys", "--resume", str(cut_dir / "o.png.json"), "-q"]) == 0
+    a = json.loads((whole_dir / "o.png.json").read_text())
+    b = json.loads((cut_dir / "o.png.json").read_text())
+    assert b["status"] == "completed" and b["iterations_run"] == a["iterations_run"] == 14
+    assert [lv["iterations"] for lv in b["levels"]] == [lv["iterations"] for lv in a["levels"]] == [8, 6]
+    assert b["loss_history"] == a["loss_history"]
+    assert torch.equal(load_image(out).image, load_image(whole_dir / "o.png").image)
+    names = {p.name for p in cut_dir.iterdir()}
+    assert {"o.s0.step0003.png", "o.s0.step0006.png", "o.step0003.png"} <= names  # absolute step numbers
+    assert "o.png.resume.pt" not in names
 
 
 def test_resume_without_snapshot_is_a_clear_error(pair, tmp_path, capsys):
     content, style = pair
     main(["gatys", str(content), str(style), "-o", str(tmp_path / "o.png"), *FAST])
     assert main(["gatys", "--resume", str(tmp_path / "o.png.json")]) == 2
-    assert "has no snapshot to resume from" in capsys.readouterr().err
+    assert "the run finished (6 iterations); there is nothing to resume" in capsys.readouterr().err
 
 
 BAD = {
@@ -244,3 +296,17 @@ def test_allocator_tuning_is_skipped_when_memory_matters(flags, bound):
 
     args = build_parser().parse_args(["gatys", "c.jpg", "s.jpg", *flags])
     assert _memory_bound(args) is bound
+
+
+def test_resume_from_a_snapshot_when_the_state_file_is_gone(pair, tmp_path, monkeypatch, capsys):
+    content, style = pair
+    out = tmp_path / "o.png"
+    _interrupt_after(monkeypatch, 7)
+    assert main(["gatys", str(content), str(style), "-o", str(out), *FAST, "-n", "12", "--save-every", "3"]) == 130
+    monkeypatch.undo()
+    (tmp_path / "o.png.resume.pt").unlink()
+    capsys.readouterr()
+    assert main(["gatys", "--resume", str(tmp_path / "o.png.json")]) == 0
+    assert "no saved optimiser state; continuing from snapshot" in capsys.readouterr().err
+    m = json.loads((tmp_path / "o.png.json").read_text())
+    assert m["iterations_run"] == 12 and m["levels"][-1]["iterations"] == 12

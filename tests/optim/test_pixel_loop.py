@@ -90,9 +90,119 @@ def test_deterministic(setup):
 
 def test_bad_parameters(setup):
     loss, content, _ = setup
-    with pytest.raises(UsageError, match="--iterations must be >= 0"):
+    with pytest.raises(UsageError, match="iterations must be >= 0"):
         optimise_pixels(content, lambda x: loss(x), iterations=-1)
     with pytest.raises(UsageError, match="unknown optimizer 'sgd'"):
         optimise_pixels(content, lambda x: loss(x), iterations=1, optimizer="sgd")
-    with pytest.raises(UsageError, match="--lr must be > 0"):
+    with pytest.raises(UsageError, match="lr must be > 0"):
         optimise_pixels(content, lambda x: loss(x), iterations=1, lr=-1.0)
+
+
+def _plain(loss):
+    return lambda x: loss(x)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_lbfgs_and_adam_change_the_image_at_every_step_and_end_below_the_start(setup, optimizer):
+    loss, content, _ = setup
+    seen = []
+
+    def watching(x):
+        seen.append(x.detach().clone())
+        return loss(x)
+
+    r = optimise_pixels(content, watching, iterations=12, optimizer=optimizer)
+    assert r.iterations == 12 and len(seen) == 12
+    for a, b in zip(seen, seen[1:]):  # each evaluation is at a new image
+        assert not torch.equal(a, b)
+    assert not torch.equal(seen[-1], r.image)
+    with torch.no_grad():
+        assert float(loss(r.image)[0]) < r.history[0]["total"]
+
+
+def _interrupt_at(loss, when: int, how: str):
+    """A loss function that is interrupted during evaluation number ``when`` (a real SIGINT or a
+    raised KeyboardInterrupt)."""
+    import os
+    import signal
+
+    calls = {"n": 0}
+
+    def fn(x):
+        calls["n"] += 1
+        if calls["n"] == when:
+            if how == "signal":
+                os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the evaluation
+            else:
+                raise KeyboardInterrupt
+        return loss(x)
+
+    return fn
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+@pytest.mark.parametrize("how", ["signal", "raise"])
+def test_interrupted_inside_an_evaluation_resumes_exactly(setup, optimizer, how):
+    loss, content, _ = setup
+    whole = optimise_pixels(content, _plain(loss), iterations=10, optimizer=optimizer, average=0.5)
+    first = optimise_pixels(content, _interrupt_at(loss, 4, how), iterations=10, optimizer=optimizer, average=0.5)
+    assert first.stopped == "interrupted" and first.iterations == 3 and first.state.step == 3
+    second = optimise_pixels(content, _interrupt_at(loss, 3, how), iterations=10, optimizer=optimizer, average=0.5, resume=first.state)
+    assert second.stopped == "interrupted" and second.iterations == 5
+    last = optimise_pixels(content, _plain(loss), iterations=10, optimizer=optimizer, average=0.5, resume=second.state)
+    assert last.stopped == "completed" and last.iterations == 10 and len(last.history) == 10
+    assert torch.equal(last.image, whole.image)
+    assert last.history == whole.history
+
+
+def test_sigint_between_evaluations_waits_for_the_step_to_finish(setup):
+    """A Ctrl-C while the optimiser updates its state or a callback runs is deferred to the end
+    of the step: the saved state is never half-updated."""
+    import os
+    import signal
+
+    loss, content, _ = setup
+    whole = optimise_pixels(content, _plain(loss), iterations=9)
+
+    def callback(event):
+        if isinstance(event, StepEvent) and event.step == 4:
+            os.kill(os.getpid(), signal.SIGINT)  # deferred: this step completes and is kept
+
+    cut = optimise_pixels(content, _plain(loss), iterations=9, callback=callback)
+    assert cut.stopped == "interrupted" and cut.iterations == 4 and cut.state.step == 4
+    events = []
+    done = optimise_pixels(content, _plain(loss), iterations=9, resume=cut.state, callback=events.append, save_every=3)
+    assert [e.step for e in events if isinstance(e, StepEvent)] == [5, 6, 7, 8, 9]
+    assert [e.step for e in events if isinstance(e, SnapshotEvent)] == [6]  # numbered by absolute step
+    assert torch.equal(done.image, whole.image)
+
+
+def test_a_non_finite_loss_returns_the_last_finite_iterate(setup):
+    loss, content, _ = setup
+    seen = []
+
+    def exploding(x):
+        seen.append(x.detach().clone())
+        value, terms = loss(x)
+        if len(seen) == 6:
+            value = value * float("nan")
+        return value, terms
+
+    events = []
+    r = optimise_pixels(content, exploding, iterations=20, callback=events.append)
+    assert r.stopped == "non-finite" and r.iterations == 5
+    assert torch.isfinite(r.image).all()
+    assert torch.equal(r.image, seen[4].clamp(0, 1))  # the last iterate whose loss was finite
+    msgs = [e.text for e in events if isinstance(e, MessageEvent)]
+    assert any("stopped at step 6: the loss became non-finite" in m for m in msgs)
+
+
+def test_non_finite_pixels_from_the_last_step_are_not_returned(setup):
+    loss, content, _ = setup
+
+    def poisoning(x):
+        value, terms = loss(x)
+        return value, terms
+
+    r = optimise_pixels(content, poisoning, iterations=3, lr=float("inf"))
+    assert r.stopped == "non-finite" and torch.isfinite(r.image).all()

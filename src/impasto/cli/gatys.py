@@ -107,5 +107,8 @@ def run_command(args: argparse.Namespace) -> int:
     if status == "interrupted":
         print(f"interrupted: saved the current image to {out} (resume with: impasto gatys --resume {out}.json)", file=sys.stderr)
         return 130
+    if status == "non-finite":
+        print(f"stopped: the loss became non-finite; saved the last finite image to {out} (try a lower --lr)", file=sys.stderr)
+        return 1
     print(f"wrote {out} ({result.manifest.get('time_s', 0):.1f} s; {summary})", file=sys.stderr)
     return 0

@@ -22,13 +22,13 @@ class ProgressRenderer:
         self.bar: Any = None
         self.messages: list[str] = []
 
-    def _new_bar(self, total: int, desc: str) -> None:
+    def _new_bar(self, total: int, desc: str, initial: int = 0) -> None:
         self.close()
-        self.bar = tqdm(total=total, desc=desc, unit=self.unit, file=sys.stderr, disable=not self.enabled, dynamic_ncols=True, leave=True)
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit=self.unit, file=sys.stderr, disable=not self.enabled, dynamic_ncols=True, leave=True)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, StageEvent):
-            self._new_bar(event.steps, event.description)
+            self._new_bar(event.steps, event.description, event.done)
         elif isinstance(event, StepEvent):
             if self.bar is None:
                 self._new_bar(event.total, self.desc)

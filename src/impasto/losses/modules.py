@@ -10,7 +10,7 @@ from torch import nn
 from ..errors import UsageError
 from . import functional as LF
 
-__all__ = ["PerceptualLoss", "normalise_layer_weights"]
+__all__ = ["PerceptualLoss", "normalise_layer_weights", "content_energy"]
 
 
 def normalise_layer_weights(layers: Mapping[str, float] | Sequence[str]) -> dict[str, float]:
@@ -166,6 +166,7 @@ class PerceptualLoss(nn.Module):
         masks: torch.Tensor | None = None,
         content_mask: torch.Tensor | None = None,
         sums_out: dict[str, list[LF.Stats]] | None = None,
+        content_norm: Mapping[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its terms ``{"content", "style", "tv"}`` (unweighted).
 
@@ -174,7 +175,9 @@ class PerceptualLoss(nn.Module):
         the stored content features (a crop of them, for a tile). ``masks`` overrides the stored
         content-region masks (a crop of them, for a tile). ``content_mask`` (B1HW) weights the
         content error by position (a tile's core). ``sums_out`` receives this image's own style
-        sums (detached), before ``style_offset`` is added.
+        sums (detached), before ``style_offset`` is added. ``content_norm``: per-layer
+        normaliser of the content error (the whole image's target energy, for a tile), so
+        the tiles' content terms add up to the whole image's.
         """
         need_content = (content is not None or content_target is not None or self._content is not None) and self.content_weight > 0
         need_style = self._style is not None and self.style_weight > 0
@@ -189,7 +192,7 @@ class PerceptualLoss(nn.Module):
             else:
                 target = dict(content_target) if content_target is not None else self._content  # type: ignore[assignment]
             terms["content"] = sum(
-                (w * _content(feats[l], target[l], content_mask) for l, w in self.content_layers.items() if w > 0), zero
+                (w * _content(feats[l], target[l], content_mask, None if content_norm is None else content_norm[l]) for l, w in self.content_layers.items() if w > 0), zero
             )
         if need_style:
             assert self._style is not None
@@ -213,13 +216,21 @@ class PerceptualLoss(nn.Module):
         return loss, terms
 
 
-def _content(features: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if mask is None:
+def _content(features: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, norm: torch.Tensor | None = None) -> torch.Tensor:
+    if mask is None and norm is None:
         return LF.content_loss(features, target)
-    m = LF._mask_like(mask, features)
+    m = LF._mask_like(mask, features) if mask is not None else torch.ones_like(features[:, :1])
     diff = ((features - target).pow(2) * m).flatten(1).sum(1)
-    norm = (target.pow(2) * m).flatten(1).sum(1).clamp_min(1e-8)
-    return (diff / norm).mean()
+    if norm is None:
+        norm = (target.pow(2) * m).flatten(1).sum(1)
+    return (diff / norm.clamp_min(1e-8)).mean()
+
+
+def content_energy(target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample sum of the squared target features (weighted by ``mask``): the content
+    normaliser, additive over disjoint tiles."""
+    m = LF._mask_like(mask, target) if mask is not None else torch.ones_like(target[:, :1])
+    return (target.pow(2) * m).flatten(1).sum(1)
 
 
 def _expand_offset(offset: LF.Stats, like: LF.Stats) -> LF.Stats:

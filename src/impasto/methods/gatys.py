@@ -17,13 +17,14 @@ import torch
 
 from ..errors import ConfigError, ImageTooSmallError, UsageError
 from ..losses import STYLE_LOSSES, PerceptualLoss
-from ..optim.pixel import OPTIMIZERS, PixelLoopResult, optimise_pixels
-from ..progress import Event, MessageEvent, StageEvent, emit
+from ..optim.pixel import OPTIMIZERS, LoopState, PixelLoopResult, optimise_pixels
+from ..progress import Event, MessageEvent, SnapshotEvent, StageEvent, emit
 
 __all__ = [
     "GatysConfig",
     "StyleInput",
     "GatysOutput",
+    "ResumePoint",
     "run",
     "parse_layers",
     "parse_scales",
@@ -202,6 +203,38 @@ class StyleInput:
 
 
 @dataclass
+class ResumePoint:
+    """Where a run stopped: enough to continue it as if it had never stopped.
+
+    ``loop`` is the exact optimiser state inside ``level`` (after ``step`` steps); without it
+    the level starts from ``image`` (the previous level's result, or a snapshot image when no
+    state was saved, which continues the count but not the optimiser's memory).
+    """
+
+    level: int
+    step: int = 0
+    loop: LoopState | None = None
+    image: torch.Tensor | None = None
+    history: list[dict[str, float]] = field(default_factory=list)  # finished levels' steps
+    levels: list[dict[str, Any]] = field(default_factory=list)  # finished levels
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain tensors, numbers and lists (loadable with ``torch.load(weights_only=True)``)."""
+        loop = None
+        if self.loop is not None:
+            loop = {"step": self.loop.step, "image": self.loop.image, "optimizer": self.loop.optimizer, "ema": self.loop.ema, "history": self.loop.history}
+        return {"format": "impasto-gatys-resume/1", "level": self.level, "step": self.step, "loop": loop,
+                "image": self.image, "history": self.history, "levels": self.levels}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ResumePoint":
+        """Inverse of ``to_dict``."""
+        loop = data.get("loop")
+        state = LoopState(loop["step"], loop["image"], loop["optimizer"], loop.get("ema"), list(loop["history"])) if loop else None
+        return cls(int(data["level"]), int(data["step"]), state, data.get("image"), list(data.get("history", [])), list(data.get("levels", [])))
+
+
+@dataclass
 class GatysOutput:
     """What ``run`` returns: the image and everything needed for the manifest."""
 
@@ -211,6 +244,7 @@ class GatysOutput:
     stopped: str
     encoder_info: dict[str, Any]
     elapsed_s: float
+    resume: ResumePoint | None = None  # set when interrupted
 
 
 def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -284,14 +318,15 @@ def run(
     init_image: torch.Tensor | None = None,
     content_mask: torch.Tensor | None = None,
     style_cache: StyleCache | None = None,
-    start_level: int = 0,
-    start_step: int = 0,
+    resume: ResumePoint | None = None,
 ) -> GatysOutput:
     """Stylise ``content`` (1x3xHxW in [0, 1], full resolution) with ``styles``.
 
     ``encoder`` is a FeatureExtractor whose layers include the loss's layers. ``init_image``
-    is the image for ``--init FILE`` or a snapshot to resume from (with ``start_level`` and
-    ``start_step``: the level it belongs to and the steps already done there).
+    is the image for ``--init FILE``. ``resume``: continue an interrupted run (its
+    ``GatysOutput.resume``, or the point saved with a snapshot) with absolute step numbers.
+    Snapshot events carry a ``ResumePoint`` as their ``state``; Ctrl-C between two steps or
+    between two levels returns the last completed step's image with ``stopped="interrupted"``.
     """
     if not styles:
         raise UsageError("at least one style image is needed")
@@ -316,51 +351,74 @@ def run(
         style_images = [color.luminance_only(_match_luminance(img, content)) for img in style_images]
 
     current: torch.Tensor | None = None
-    history: list[dict[str, float]] = []
-    levels: list[dict[str, Any]] = []
+    history: list[dict[str, float]] = list(resume.history) if resume is not None else []
+    levels: list[dict[str, Any]] = list(resume.levels) if resume is not None else []
+    start_level = resume.level if resume is not None else 0
     stopped = "completed"
-    for level, edge in enumerate(ladder):
-        size = _fit(tuple(content.shape[-2:]), edge)  # type: ignore[arg-type]
-        if min(size) < min_side:
-            if level < len(ladder) - 1:
-                continue  # too small a level: skip it
-            raise ImageTooSmallError(f"content image becomes {size[1]}x{size[0]} at --edge {edge}; the {encoder.spec.name} encoder needs at least {min_side} px on each side")
-        c = _resize(content_in, size).to(device)
-        cmask = _resize_mask(content_mask, size).to(device) if content_mask is not None else None
-        stats = []
-        for s, img in zip(styles, style_images):
-            s_edge = max(min_side, round(edge * s.scale * config.style_scale))
-            s_size = _fit(tuple(img.shape[-2:]), s_edge)  # type: ignore[arg-type]
-            if min(s_size) < min_side:
-                raise ImageTooSmallError(f"{s.name}: style image becomes {s_size[1]}x{s_size[0]}; the {encoder.spec.name} encoder needs at least {min_side} px on each side (raise --style-scale)")
-            key = (s.name, id(s.image), s_size, config.preserve_colors, tuple(loss.style_layers), encoder.spec.name, config.style_loss, id(encoder), cmask is not None)
-            smask = _resize_mask(s.mask, s_size).to(device) if s.mask is not None else None
-            stats.append(cache.get(key, lambda img=img, s_size=s_size, smask=smask: _style_stats(loss, _resize(img, s_size).to(device), smask)))
-        loss.set_style([], blend=[s.weight for s in styles], stats=stats, content_masks=cmask)
+    point: ResumePoint | None = None
 
-        if level < start_level:
-            continue
-        if current is None:
-            if init_image is not None and start_level == level and start_step > 0:
-                current = _resize(init_image.to(device), size)
+    def relay(event: Event) -> None:
+        if isinstance(event, SnapshotEvent) and event.state is not None:  # make the snapshot resumable
+            event = dataclasses.replace(event, state=ResumePoint(event.stage, event.step, event.state, None, list(history), list(levels)))
+        emit(callback, event)
+
+    level = start_level
+    try:
+        for level, edge in enumerate(ladder):
+            size = _fit(tuple(content.shape[-2:]), edge)  # type: ignore[arg-type]
+            if min(size) < min_side:
+                if level < len(ladder) - 1:
+                    continue  # too small a level: skip it
+                raise ImageTooSmallError(f"content image becomes {size[1]}x{size[0]} at --edge {edge}; the {encoder.spec.name} encoder needs at least {min_side} px on each side")
+            if level < start_level:
+                continue
+            c = _resize(content_in, size).to(device)
+            cmask = _resize_mask(content_mask, size).to(device) if content_mask is not None else None
+            stats = []
+            for s, img in zip(styles, style_images):
+                s_edge = max(min_side, round(edge * s.scale * config.style_scale))
+                s_size = _fit(tuple(img.shape[-2:]), s_edge)  # type: ignore[arg-type]
+                if min(s_size) < min_side:
+                    raise ImageTooSmallError(f"{s.name}: style image becomes {s_size[1]}x{s_size[0]}; the {encoder.spec.name} encoder needs at least {min_side} px on each side (raise --style-scale)")
+                key = (s.name, id(s.image), s_size, config.preserve_colors, tuple(loss.style_layers), encoder.spec.name, config.style_loss, id(encoder), cmask is not None)
+                smask = _resize_mask(s.mask, s_size).to(device) if s.mask is not None else None
+                stats.append(cache.get(key, lambda img=img, s_size=s_size, smask=smask: _style_stats(loss, _resize(img, s_size).to(device), smask)))
+            loss.set_style([], blend=[s.weight for s in styles], stats=stats, content_masks=cmask)
+
+            loop_state, start_step = None, 0
+            if current is None:
+                if resume is not None and resume.loop is not None:
+                    loop_state = resume.loop
+                    current = loop_state.image.to(device)
+                    if tuple(current.shape[-2:]) != tuple(size):
+                        raise UsageError(f"the saved state is {current.shape[-1]}x{current.shape[-2]} but level {level + 1} is {size[1]}x{size[0]}: it belongs to another run")
+                elif resume is not None and resume.image is not None:
+                    current, start_step = _resize(resume.image.to(device), size), resume.step
+                else:
+                    current = make_init(config, c, _resize(style_images[0], size).to(device), init_image)
+                    if config.preserve_colors == "luminance" and config.init != "content":
+                        current = color.luminance_only(current)
             else:
-                current = make_init(config, c, _resize(style_images[0], size).to(device), init_image)
-                if config.preserve_colors == "luminance" and config.init != "content":
-                    current = color.luminance_only(current)
-        else:
-            current = _resize(current, size)
-        n_iter = iters[level] - (start_step if level == start_level else 0)
-        emit(callback, StageEvent(stage=level, stages=len(ladder), description=f"scale {level + 1}/{len(ladder)}: {size[1]}x{size[0]}", steps=max(0, n_iter)))
-        result = _optimise_level(config, loss, c, current, max(0, n_iter), level, len(ladder), callback, cmask)
-        current = result.image
-        history.extend({"level": level, **h} for h in result.history)
-        levels.append({"edge": edge, "size": [size[0], size[1]], "iterations": result.iterations, "stopped": result.stopped, "tiled": result.tiled})
-        if result.stopped == "interrupted":
-            stopped = "interrupted"
-            break
-        if result.stopped == "non-finite":
-            stopped = "non-finite"
-            break
+                current = _resize(current, size)
+            done = loop_state.step if loop_state is not None else start_step
+            emit(callback, StageEvent(stage=level, stages=len(ladder), description=f"scale {level + 1}/{len(ladder)}: {size[1]}x{size[0]}", steps=iters[level], done=min(done, iters[level])))
+            result = _optimise_level(config, loss, c, current, iters[level], level, len(ladder), relay, cmask, loop_state, start_step)
+            current = result.image
+            if result.stopped == "interrupted":
+                stopped = "interrupted"
+                point = ResumePoint(level, result.iterations, result.state, None, list(history), list(levels))
+            history.extend({"level": level, **h} for h in result.history)
+            levels.append({"edge": edge, "size": [size[0], size[1]], "iterations": result.iterations, "stopped": result.stopped, "tiled": result.tiled})
+            if result.stopped in ("interrupted", "non-finite"):
+                stopped = result.stopped
+                break
+    except KeyboardInterrupt:
+        # between levels (targets, resizing): the finished levels stand; the next starts afresh
+        if current is None:
+            raise
+        stopped = "interrupted"
+        point = ResumePoint(level, 0, None, current.detach().cpu(), list(history), list(levels))
+        emit(callback, MessageEvent(f"interrupted before scale {level + 1} began: keeping the image of the scale before", "warning"))
     assert current is not None
     out = _resize(current, full_size)
     if config.preserve_colors == "luminance":
@@ -381,6 +439,7 @@ def run(
             "style_layers": loss.style_layers,
         },
         elapsed_s=time.perf_counter() - t0,
+        resume=point,
     )
 
 
@@ -391,6 +450,7 @@ class _LevelResult:
     iterations: int
     stopped: str
     tiled: bool = False
+    state: LoopState | None = None
 
 
 def _optimise_level(
@@ -403,6 +463,8 @@ def _optimise_level(
     levels: int,
     callback: Callable[[Event], None] | None,
     cmask: torch.Tensor | None,
+    resume: LoopState | None = None,
+    start_step: int = 0,
 ) -> _LevelResult:
     early = (config.early_stop, config.patience) if config.early_stop > 0 else None
     lr = config.lr or None
@@ -420,15 +482,16 @@ def _optimise_level(
         r = tiled_mod.optimise_tiled(
             init, loss, plan, iterations=iterations, optimizer=config.optimizer, lr=lr, callback=callback,
             save_every=config.save_every, stage=level, stages=levels, masks=cmask, content=content,
-            early_stop=early, average=config.average,
+            early_stop=early, average=config.average, resume=resume, start_step=start_step,
         )
-        return _LevelResult(r.image, r.history, r.iterations, r.stopped, tiled=True)
+        return _LevelResult(r.image, r.history, r.iterations, r.stopped, tiled=True, state=r.state)
     loss.set_content(content)
     r: PixelLoopResult = optimise_pixels(  # type: ignore[no-redef]
         init, lambda x: loss(x), iterations=iterations, optimizer=config.optimizer, lr=lr, callback=callback,
         save_every=config.save_every, stage=level, stages=levels, early_stop=early, average=config.average,
+        resume=resume, start_step=start_step,
     )
-    return _LevelResult(r.image, r.history, r.iterations, r.stopped)
+    return _LevelResult(r.image, r.history, r.iterations, r.stopped, state=r.state)
 
 
 #: style images larger than this (px, longest side) get their statistics summed tile by tile

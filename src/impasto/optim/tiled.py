@@ -11,8 +11,10 @@ Each evaluation adds every tile's gradient into one full-image gradient and the 
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,6 +22,7 @@ import torch
 
 from ..errors import ConfigError, UsageError
 from ..losses import functional as LF
+from ..losses.modules import content_energy
 from ..progress import StageEvent, emit
 from .pixel import optimise_pixels
 
@@ -31,6 +34,8 @@ __all__ = [
     "estimate_peak_bytes",
     "plan_for",
     "optimise_tiled",
+    "aligned_tiles",
+    "encoder_stride",
     "format_bytes",
 ]
 
@@ -77,14 +82,18 @@ def format_bytes(n: float) -> str:
     return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
 
 
-_ACT_CACHE: dict[tuple[int, tuple[str, ...]], float] = {}
+# per-encoder probes, dropped with the encoder
+_ACT_CACHE: "weakref.WeakKeyDictionary[Any, dict[Any, float]]" = weakref.WeakKeyDictionary()
+_CONTENT_CACHE: "weakref.WeakKeyDictionary[Any, dict[Any, float]]" = weakref.WeakKeyDictionary()
+_STRIDE_CACHE: "weakref.WeakKeyDictionary[Any, dict[Any, int]]" = weakref.WeakKeyDictionary()
 
 
 @torch.no_grad()
 def activation_elements_per_pixel(encoder: Any, layers: list[str]) -> float:
     """Floats of activation kept per input pixel when running ``encoder`` up to ``layers``."""
-    key = (id(encoder), tuple(layers))
-    if key not in _ACT_CACHE:
+    key = tuple(layers)
+    cache = _ACT_CACHE.setdefault(encoder, {})
+    if key not in cache:
         probe = torch.zeros(1, 3, 64, 64, device=next((b.device for b in encoder.buffers()), torch.device("cpu")))
         total = 0
         x = encoder.preprocess(probe)
@@ -94,8 +103,8 @@ def activation_elements_per_pixel(encoder: Any, layers: list[str]) -> float:
             total += x.numel()
             if i >= deepest:
                 break
-        _ACT_CACHE[key] = total / (64 * 64)
-    return _ACT_CACHE[key]
+        cache[key] = total / (64 * 64)
+    return cache[key]
 
 
 def estimate_peak_bytes(encoder: Any, layers: list[str], size: tuple[int, int], optimizer: str, *, history: int = 100) -> int:
@@ -125,6 +134,7 @@ class TilePlan:
     notes: list[str] = field(default_factory=list)
     overhead: int = 0  # whole-image buffers (bytes)
     limit: int = 0  # the budget in force (bytes)
+    stride: int = 1  # tiles start on multiples of the encoder's downsampling factor
 
     def describe(self) -> str:
         b = f" (budget {format_bytes(self.budget)})" if self.budget else ""
@@ -136,18 +146,16 @@ class TilePlan:
         )
 
 
-_CONTENT_CACHE: dict[tuple[int, tuple[str, ...]], float] = {}
-
-
 @torch.no_grad()
 def content_floats_per_pixel(encoder: Any, layers: list[str]) -> float:
     """Floats per input pixel of the content targets kept for a whole image (tiled runs)."""
-    key = (id(encoder), tuple(layers))
-    if key not in _CONTENT_CACHE:
+    key = tuple(layers)
+    cache = _CONTENT_CACHE.setdefault(encoder, {})
+    if key not in cache:
         probe = torch.zeros(1, 3, 64, 64, device=next((b.device for b in encoder.buffers()), torch.device("cpu")))
         feats = encoder(probe, layers=layers) if layers else {}
-        _CONTENT_CACHE[key] = sum(f.numel() for f in feats.values()) / (64 * 64)
-    return _CONTENT_CACHE[key]
+        cache[key] = sum(f.numel() for f in feats.values()) / (64 * 64)
+    return cache[key]
 
 
 def image_overhead_bytes(loss: Any, size: tuple[int, int]) -> int:
@@ -166,8 +174,6 @@ def plan_for(config: Any, loss: Any, size: tuple[int, int], device: torch.device
     L-BFGS history (5 pairs of image-sized vectors) and one tile's work; the tile is the largest
     (multiple of 64 px) that fits. ``lbfgs_history_for`` then gives L-BFGS whatever is left.
     """
-    from ..image.tiles import plan_tiles
-
     layers = loss.layers
     estimate = estimate_peak_bytes(loss.encoder, layers, size, config.optimizer)
     budget = parse_memory(config.max_memory)
@@ -196,28 +202,59 @@ def plan_for(config: Any, loss: Any, size: tuple[int, int], device: torch.device
             "use gram, mean_std or wasserstein for images above the memory budget, or raise --max-memory"
         )
     overlap = min(int(config.tile_overlap), max(0, tile // 4))
-    tiles = plan_tiles(size, tile, overlap)
-    plan = TilePlan(size=size, tile=tile, overlap=overlap, tiles=tiles, estimate=estimate, tile_estimate=tile_cost(tile), budget=budget)
+    stride = encoder_stride(loss.encoder, layers)
+    tiles = aligned_tiles(size, tile, overlap, stride)
+    plan = TilePlan(size=size, tile=tile, overlap=overlap, tiles=tiles, estimate=estimate, tile_estimate=tile_cost(tile), budget=budget, stride=stride)
     plan.overhead = image_overhead_bytes(loss, size)
     plan.limit = limit
     return plan
 
 
-def _core_bounds(tiles: list[Any], size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+def encoder_stride(encoder: Any, layers: list[str]) -> int:
+    """Downsampling factor of ``encoder`` at the deepest of ``layers`` (a power of two): tiles
+    start on multiples of it so their pooling grids line up with the whole image's."""
+    key = (tuple(layers), "stride")
+    cache = _STRIDE_CACHE.setdefault(encoder, {})
+    if key not in cache:
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, 256, 256, device=next((b.device for b in encoder.buffers()), torch.device("cpu")))
+            feats = encoder(probe, layers=layers)
+        smallest = min(int(f.shape[-1]) for f in feats.values())
+        cache[key] = int(2 ** max(0, min(5, round(math.log2(256 / max(1, smallest))))))
+    return cache[key]
+
+
+def aligned_tiles(size: tuple[int, int], tile: int, overlap: int, stride: int = 1) -> list[Any]:
+    """Tiles of about ``tile`` px (at most ``tile + stride - 1``) overlapping by >= ``overlap``,
+    each starting on a multiple of ``stride`` (so features computed on a tile sit on the same
+    grid as the whole image's); the last tile of a row/column ends at the border."""
+    from ..image.tiles import Tile, plan_tiles
+
+    tiles = plan_tiles(size, tile, overlap)
+    ys = sorted({t.y0 for t in tiles})
+    xs = sorted({t.x0 for t in tiles})
+
+    def spans(starts: list[int], length: int) -> list[tuple[int, int]]:
+        return [((s // stride) * stride, min(length, s + tile)) for s in starts]
+
+    return [Tile(y0, x0, y1, x1) for y0, y1 in spans(ys, size[0]) for x0, x1 in spans(xs, size[1])]
+
+
+def _core_bounds(tiles: list[Any], size: tuple[int, int], stride: int = 1) -> list[tuple[int, int, int, int]]:
     """Disjoint 'core' rectangles (one per tile) that partition the image: each boundary sits
-    in the middle of the overlap between neighbours."""
+    in the middle of the overlap between neighbours, on a multiple of ``stride``."""
     ys = sorted({t.y0 for t in tiles})
     xs = sorted({t.x0 for t in tiles})
     y_end = {t.y0: t.y1 for t in tiles}
     x_end = {t.x0: t.x1 for t in tiles}
 
     def cuts(starts: list[int], ends: dict[int, int], total: int) -> dict[int, tuple[int, int]]:
-        out = {}
-        for i, s in enumerate(starts):
-            lo = 0 if i == 0 else (s + ends[starts[i - 1]]) // 2
-            hi = total if i == len(starts) - 1 else (starts[i + 1] + ends[s]) // 2
-            out[s] = (lo, hi)
-        return out
+        bounds = [0]
+        for a, b in zip(starts, starts[1:]):
+            mid = (b + ends[a]) / 2
+            bounds.append(min(max(int(round(mid / stride)) * stride, b), ends[a]))
+        bounds.append(total)
+        return {s: (bounds[i], bounds[i + 1]) for i, s in enumerate(starts)}
 
     cy, cx = cuts(ys, y_end, size[0]), cuts(xs, x_end, size[1])
     return [(cy[t.y0][0], cy[t.y0][1], cx[t.x0][0], cx[t.x0][1]) for t in tiles]
@@ -243,6 +280,7 @@ class TiledResult:
     history: list[dict[str, float]]
     iterations: int
     stopped: str
+    state: Any = None  # optim.pixel.LoopState when interrupted
 
 
 def lbfgs_history_for(plan: TilePlan, optimizer: str, image_bytes: int) -> int:
@@ -272,88 +310,105 @@ def optimise_tiled(
     content: torch.Tensor | None = None,
     early_stop: tuple[float, int] | None = None,
     average: float = 0.0,
+    resume: Any = None,
+    start_step: int = 0,
 ) -> TiledResult:
-    """Optimise the whole image with gradients computed tile by tile.
+    """Optimise the whole image with its loss and gradient computed tile by tile.
 
-    Each evaluation runs every tile (with its overlap as context) through the encoder, compares
-    the WHOLE-image style statistics (this tile's core sums, live, plus every other tile's sums
-    from the previous evaluation) with the target, and adds the tile's gradient into one
-    full-image gradient; the optimiser then steps the whole image. This is gradient descent on
-    the whole-image objective, not per-tile optimisation, so tiles cannot drift apart and need
-    no blending. Memory: one tile's activations plus a few image-sized buffers (L-BFGS history
-    is sized to the budget). ``content`` is the full-size content image (default ``init``).
+    Every evaluation is the whole-image objective at the current image: a no-gradient pass
+    sums every tile's style statistics (the statistics are additive over the tiles' disjoint
+    cores), then a gradient pass runs each tile (its overlap as context) against the whole
+    image's statistics (this tile's own sums live, the others' as constants) and adds the
+    tile's gradient into one full-image gradient. Content errors are normalised by the whole
+    image's target energy and TV is taken over the whole image, so the tiles' terms add up to
+    the untiled loss; tiles start on the encoder's stride, so features equal the untiled ones
+    wherever the overlap covers the receptive field. L-BFGS or Adam then steps the whole image:
+    tiles cannot drift apart and need no blending. Memory: one tile's activations plus a few
+    image-sized buffers (L-BFGS history sized to the budget). ``content``: the full-size
+    content image (default ``init``). ``resume``: a LoopState to continue from.
     """
     if loss.kind not in ("gram", "mean_std", "wasserstein"):
         raise UsageError(f"style loss {loss.kind} cannot be tiled")
     device = init.device
     content_full = content if content is not None else init
     tiles = plan.tiles
-    cores = _core_bounds(tiles, plan.size)
+    cores = _core_bounds(tiles, plan.size, plan.stride)
     core_masks = [_core_mask(t, c, device) for t, c in zip(tiles, cores)]
     region = [_region_masks(cm, masks, t) for cm, t in zip(core_masks, tiles)]
-    total_pixels = float(plan.size[0] * plan.size[1])
-    shares = [float(cm.sum()) / total_pixels for cm in core_masks]
+    style_layers = list(loss.style_layers)
+    use_content = loss.content_weight > 0
+    use_style = loss._style is not None and loss.style_weight > 0
     content_targets: list[dict[str, torch.Tensor] | None] = []
+    norm: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        for t in tiles:
-            if loss.content_weight > 0:
-                crop = content_full[..., t.y0 : t.y1, t.x0 : t.x1]
-                content_targets.append({k: v.detach() for k, v in loss.encoder(crop, layers=list(loss.content_layers)).items()})
-            else:
+        for t, cm in zip(tiles, core_masks):
+            if not use_content:
                 content_targets.append(None)
-        tile_sums = []
-        for t, rm in zip(tiles, region):
-            feats = loss.encoder(init[..., t.y0 : t.y1, t.x0 : t.x1], layers=list(loss.style_layers))
-            tile_sums.append(loss._sums_from_features(feats, rm))
+                continue
+            feats = loss.encoder(content_full[..., t.y0 : t.y1, t.x0 : t.x1], layers=list(loss.content_layers))
+            content_targets.append({k: v.detach() for k, v in feats.items()})
+            for k, v in feats.items():
+                norm[k] = norm.get(k, 0) + content_energy(v, cm)
+
+    def statistics(x: torch.Tensor) -> list[dict[str, list[LF.Stats]]]:
+        with torch.no_grad():
+            return [
+                loss._sums_from_features(loss.encoder(x[..., t.y0 : t.y1, t.x0 : t.x1], layers=style_layers), rm)
+                for t, rm in zip(tiles, region)
+            ]
 
     def evaluate(x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        totals = _sum_all(tile_sums)
+        # pass 1: the whole image's style statistics at x (skipped when one tile is all)
+        sums = statistics(x.detach()) if use_style and len(tiles) > 1 else None
+        totals = _sum_all(sums) if sums is not None else None
         grad = torch.zeros_like(x)
-        acc = {"content": 0.0, "style": 0.0, "tv": 0.0}
-        total_value = 0.0
+        content_value, style_value = 0.0, 0.0
         for i, t in enumerate(tiles):
             crop = x.detach()[..., t.y0 : t.y1, t.x0 : t.x1].clone().requires_grad_(True)
-            own: dict[str, list[LF.Stats]] = {}
+            offset = _subtract(totals, sums[i]) if totals is not None and sums is not None else None
             _, terms = loss(
-                crop, style_offset=_subtract(totals, tile_sums[i]), content_target=content_targets[i],
-                masks=region[i], content_mask=core_masks[i], sums_out=own,
+                crop, style_offset=offset, content_target=content_targets[i], masks=region[i],
+                content_mask=core_masks[i], content_norm=norm if use_content else None,
             )
-            # whole-image objective: content/TV are per-tile means weighted by the tile's share;
-            # the style term is already the whole image's and its gradient through this tile's
-            # own sums is exactly this tile's part of the whole-image gradient (its value is
-            # counted once overall)
-            local = shares[i] * (loss.content_weight * terms["content"] + loss.tv_weight * terms["tv"])
-            (local + loss.style_weight * terms["style"]).backward()
-            grad[..., t.y0 : t.y1, t.x0 : t.x1] += crop.grad
-            if own:
-                tile_sums[i] = own
-            acc["content"] += shares[i] * float(terms["content"].detach())
-            acc["tv"] += shares[i] * float(terms["tv"].detach())
-            acc["style"] += float(terms["style"].detach()) / len(tiles)
-            total_value += float(local.detach()) + loss.style_weight * float(terms["style"].detach()) / len(tiles)
+            # content: this tile's share of the whole image's error; style: the whole image's
+            # loss, whose gradient through this tile's own sums is this tile's part of the
+            # whole-image gradient (its value is the same from every tile)
+            part = loss.content_weight * terms["content"] + loss.style_weight * terms["style"]
+            if part.requires_grad:
+                part.backward()
+                grad[..., t.y0 : t.y1, t.x0 : t.x1] += crop.grad
+            content_value += float(terms["content"].detach())
+            style_value = float(terms["style"].detach())
+        tv_value = 0.0
+        if loss.tv_weight > 0:
+            xt = x.detach().clone().requires_grad_(True)
+            tv = LF.tv_loss(xt)
+            (loss.tv_weight * tv).backward()
+            grad += xt.grad
+            tv_value = float(tv.detach())
         x.grad = grad
-        out = {k: torch.tensor(v) for k, v in acc.items()}
-        return torch.tensor(total_value), out
+        total = loss.content_weight * content_value + loss.style_weight * style_value + loss.tv_weight * tv_value
+        out = {"content": torch.tensor(content_value), "style": torch.tensor(style_value), "tv": torch.tensor(tv_value)}
+        return torch.tensor(total), out
 
-    emit(callback, StageEvent(stage=stage, stages=stages, description=f"scale {stage + 1}/{stages}: {plan.size[1]}x{plan.size[0]} in {len(tiles)} tiles", steps=iterations))
+    emit(callback, StageEvent(stage=stage, stages=stages, description=f"scale {stage + 1}/{stages}: {plan.size[1]}x{plan.size[0]} in {len(tiles)} tiles", steps=iterations, done=min(iterations, resume.step if resume is not None else start_step)))
     image_bytes = init.numel() * init.element_size()
     r = optimise_pixels(
         init, evaluate, iterations=iterations, optimizer=optimizer, lr=lr, callback=callback, save_every=save_every,
         stage=stage, stages=stages, early_stop=early_stop, average=average, computes_grad=True,
-        history_size=lbfgs_history_for(plan, optimizer, image_bytes),
+        history_size=lbfgs_history_for(plan, optimizer, image_bytes), resume=resume, start_step=start_step,
     )
-    return TiledResult(image=r.image, history=r.history, iterations=r.iterations, stopped=r.stopped)
+    return TiledResult(image=r.image, history=r.history, iterations=r.iterations, stopped=r.stopped, state=r.state)
 
 
 @torch.no_grad()
 def style_sums_tiled(loss: Any, image: torch.Tensor, masks: torch.Tensor | None, *, tile: int, overlap: int) -> dict[str, list[LF.Stats]]:
     """Additive style sums of a large ``image`` computed tile by tile (constant memory); each
     pixel is counted once (tile cores partition the image), overlaps give context."""
-    from ..image.tiles import plan_tiles
-
     size = (int(image.shape[-2]), int(image.shape[-1]))
-    tiles = plan_tiles(size, tile, overlap)
-    cores = _core_bounds(tiles, size)
+    stride = encoder_stride(loss.encoder, list(loss.style_layers))
+    tiles = aligned_tiles(size, tile, overlap, stride)
+    cores = _core_bounds(tiles, size, stride)
     per_tile = []
     for t, c in zip(tiles, cores):
         cm = _core_mask(t, c, image.device)
