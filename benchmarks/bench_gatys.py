@@ -4,7 +4,7 @@ memory (ru_maxrss) is its own.
 
   python benchmarks/bench_gatys.py            # full tables (tens of minutes on 2 cores)
   python benchmarks/bench_gatys.py --quick    # tiny sizes, for CI (checks the code runs)
-  python benchmarks/bench_gatys.py --only steps|highres|quality
+  python benchmarks/bench_gatys.py --only steps|ladder|highres|tiledloss|quality
 """
 
 from __future__ import annotations
@@ -64,6 +64,48 @@ elif mode == "highres":
     # L-BFGS adds one pair of image-sized vectors per iteration until its history is full
     missing = max(0, pairs - max(0, args["iters"] - 1)) * 2 * h * edge * 12 / 2**20 if plan else 0.0
     print(json.dumps({"time_s": dt / args["iters"], "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tiled": out.levels[-1]["tiled"], "plan": msgs[0] if msgs else "untiled", "pairs": pairs if plan else None, "missing_mb": missing, "estimate_mb": ((plan.tile_estimate + plan.overhead + (pairs * 2 + 4) * h * edge * 12) / 2**20) if plan else None, "tuned": tune_applied}))
+elif mode == "ladder":
+    # s/iteration at each level of the default coarse-to-fine ladder vs a single-scale run of the final size
+    from impasto.methods.gatys import GatysConfig, StyleInput, run
+    from impasto.progress import StepEvent
+    edge = args["edge"]
+    enc = build_encoder(args["encoder"], weights="random", layers=["relu4_2","relu1_1","relu2_1","relu3_1","relu4_1","relu5_1"])
+    g = torch.Generator().manual_seed(0)
+    c = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 32, generator=g), size=(edge * 3 // 4, edge), mode="bilinear")
+    s = torch.rand(1, 3, 512, 512, generator=g)
+    stamps = []
+    def cb(e):
+        if isinstance(e, StepEvent):
+            stamps.append((e.stage, time.perf_counter()))
+    n = args["iters"]
+    cfg = GatysConfig(edge=edge, scales=args["scales"], iterations=n, encoder=args["encoder"], weights="random")
+    run(cfg, c, [StyleInput(s)], encoder=enc, callback=cb)
+    per = {}
+    for (st0, t0), (st1, t1) in zip(stamps, stamps[1:]):
+        if st0 == st1:
+            per.setdefault(st1, []).append(t1 - t0)
+    med = {k: sorted(v)[len(v) // 2] for k, v in per.items()}
+    print(json.dumps({"levels": cfg.ladder(), "iters": cfg.iterations_per_scale(len(cfg.ladder())), "median_s": [med[k] for k in sorted(med)], "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+elif mode == "tiledloss":
+    # the same number of L-BFGS iterations untiled and tiled at one size: final whole-image loss and time
+    from impasto.methods.gatys import GatysConfig, StyleInput, run, build_loss
+    edge = args["edge"]
+    enc = build_encoder(args["encoder"], weights="random", layers=["relu4_2","relu1_1","relu2_1","relu3_1","relu4_1","relu5_1"])
+    from PIL import Image
+    import numpy as np
+    def load(p, e):
+        im = Image.open(p).convert("RGB"); im.thumbnail((e, e))
+        return torch.from_numpy(np.asarray(im)).permute(2, 0, 1)[None].float() / 255
+    c, s = load("examples/content/tubingen.jpg", edge), load("examples/style/starry_night.jpg", edge)
+    cfg = GatysConfig(edge=edge, scales=str(edge), iterations=args["iters"], encoder=args["encoder"], weights="random", tile=args["tile"])
+    t = time.perf_counter()
+    out = run(cfg, c, [StyleInput(s)], encoder=enc)
+    dt = time.perf_counter() - t
+    L = build_loss(cfg, enc)
+    L.set_style([s]); L.set_content(c)
+    with torch.no_grad():
+        start, final = float(L(c)[0]), float(L(out.image)[0])
+    print(json.dumps({"time_s": dt, "start_loss": start, "final_loss": final, "tiled": out.levels[-1]["tiled"], "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 elif mode == "quality":
     from impasto.methods.gatys import GatysConfig, StyleInput, run, build_loss
     from impasto.progress import StepEvent
@@ -146,7 +188,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (CI)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", choices=("steps", "highres", "quality"))
+    ap.add_argument("--only", choices=("steps", "ladder", "highres", "tiledloss", "quality"))
+    ap.add_argument("--ladder-edge", type=int, default=512, help="final edge of the default-ladder timing")
+    ap.add_argument("--tiled-edge", type=int, default=1024, help="size of the tiled-vs-untiled loss comparison")
+    ap.add_argument("--tiled-iters", type=int, default=10, help="L-BFGS iterations of the tiled-vs-untiled comparison")
     ap.add_argument("--edges", default="1024:auto,2048:auto,4096:8G", help="high-res cases EDGE:BUDGET,...")
     ap.add_argument("--highres-iters", type=int, default=1, help="L-BFGS iterations per high-res case")
     ap.add_argument("--quality-edge", type=int, default=512)
@@ -166,6 +211,25 @@ def main() -> None:
                 r = child({"mode": "steps", "size": [h, w], "encoder": enc, "opt": opt, "warmup": 2, "steps": 3 if a.quick else 10}, a.threads)
                 rows.append([f"{w}x{h}", opt, f"{r['s_per_step']:.3f}", f"{r['peak_mb']:.0f}"])
         table("seconds per optimisation step (content relu4_2, style relu1_1..relu5_1)", ["size", "optimizer", "s/step", "peak MB"], rows)
+
+    if a.only in (None, "ladder"):
+        edge, n = (64, 3) if a.quick else (a.ladder_edge, 10)
+        rows = []
+        for scales in ("auto", str(edge), "auto", str(edge)):  # interleaved twice
+            r = child({"mode": "ladder", "edge": edge, "encoder": enc, "iters": n, "scales": scales}, a.threads)
+            for lv, it, med in zip(r["levels"], r["iters"], r["median_s"]):
+                rows.append([scales, f"{lv}px", str(it), f"{med:.3f}", f"{r['peak_mb']:.0f}"])
+        table(f"default coarse-to-fine ladder vs single scale at {edge}px: median seconds per L-BFGS iteration at each level",
+              ["--scales", "level", "iterations", "s/iter (median)", "peak MB"], rows)
+
+    if a.only in (None, "tiledloss"):
+        edge, n, tile = (96, 3, 64) if a.quick else (a.tiled_edge, a.tiled_iters, 512)
+        rows = []
+        for t_ in (0, tile):
+            r = child({"mode": "tiledloss", "edge": edge, "encoder": enc, "iters": n, "tile": t_}, a.threads)
+            rows.append([f"{edge}px", f"{t_}px tiles" if r["tiled"] else "whole image", str(n), f"{r['start_loss']:.4f}", f"{r['final_loss']:.4f}", f"{r['time_s']:.1f}", f"{r['peak_mb']:.0f}"])
+        table(f"tiled vs untiled: whole-image loss after the same {n} L-BFGS iterations (tubingen x starry_night)",
+              ["size", "how", "iterations", "start loss", "final loss", "time s", "peak MB"], rows)
 
     if a.only in (None, "highres"):
         edges = [(96, "1G")] if a.quick else [(int(e.split(":")[0]), e.split(":")[1]) for e in a.edges.split(",")]

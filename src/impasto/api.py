@@ -268,7 +268,7 @@ def stylize(
         layers += list(gatys.parse_layers(config.style_layers) or spec.default_style_layers)
         encoder = build_encoder(
             config.encoder, weights=config.weights, layers=layers, pooling=config.pooling,
-            device=config.device, seed=0, progress=download_progress,
+            device=config.device, seed=0, progress=download_progress, preprocessing=config.preprocessing,
         )
     for img, info, role in [(c_img, c_info, "content"), *((s.image, i, "style") for s, i in zip(style_inputs, style_infos))]:
         if min(img.shape[-2:]) < spec.min_side:  # too little picture to upscale
@@ -366,7 +366,7 @@ def apply(*args: Any, **kwargs: Any) -> Any:
 
 
 class _EncoderCache:
-    """Encoders keyed by (name, weights, pooling, layers, device): built once per sweep/batch."""
+    """Encoders keyed by (name, weights, preprocessing, pooling, layers, device): built once per sweep/batch."""
 
     def __init__(self) -> None:
         self._store: dict[tuple[Any, ...], Any] = {}
@@ -379,11 +379,11 @@ class _EncoderCache:
         layers = tuple(parse_layers(config.content_layers) or spec.default_content_layers) + tuple(
             parse_layers(config.style_layers) or spec.default_style_layers
         )
-        key = (config.encoder, config.weights, config.pooling, layers, config.device)
+        key = (config.encoder, config.weights, config.preprocessing, config.pooling, layers, config.device)
         if key not in self._store:
             self._store[key] = build_encoder(
                 config.encoder, weights=config.weights, layers=list(layers), pooling=config.pooling,
-                device=config.device, seed=0, progress=download_progress,
+                device=config.device, seed=0, progress=download_progress, preprocessing=config.preprocessing,
             )
         return self._store[key]
 

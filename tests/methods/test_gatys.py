@@ -77,15 +77,18 @@ def test_same_seed_same_output(image_factory):
 
 
 def test_one_level_pyramid_equals_the_plain_loop(image_factory, tiny_encoder):
+    from impasto.features.padding import current_padding, padding_mode
     from impasto.optim.pixel import optimise_pixels
 
     content, style = image_factory(40, 48, seed=1), image_factory(48, 48, seed=2)
     cfg = GatysConfig(**FAST)
     out = gatys.run(cfg, content, [gatys.StyleInput(style)], encoder=tiny_encoder)
+    assert current_padding(tiny_encoder) == "zeros"  # the shared encoder is left as it was
     loss = gatys.build_loss(cfg, tiny_encoder)
-    loss.set_content(content)
-    loss.set_style([style])
-    plain = optimise_pixels(content, lambda x: loss(x), iterations=15)
+    with padding_mode(tiny_encoder, cfg.padding):
+        loss.set_content(content)
+        loss.set_style([style])
+        plain = optimise_pixels(content, lambda x: loss(x), iterations=15)
     assert torch.allclose(out.image, plain.image, atol=1e-6)
 
 
@@ -150,3 +153,33 @@ def test_style_spec_parsing():
     assert api.parse_style_spec("C:/x/a.jpg:0.5") == api.StyleSpec("C:/x/a.jpg", 0.5, 1.0)
     with pytest.raises(ConfigError, match="blend weight must be >= 0"):
         api.parse_style_spec("a.jpg:-1")
+
+
+def _border_profile(image):
+    """(per-side brightness of the two edge rows minus the four rows inside them, texture of the
+    edge rows relative to the interior's)."""
+    y = image[0].mean(0)
+    sides = [(y[:2], y[2:6]), (y[-2:], y[-6:-2]), (y[:, :2], y[:, 2:6]), (y[:, -2:], y[:, -6:-2])]
+    bias = [float(e.mean() - n.mean()) for e, n in sides]
+    gy = (image[0, :, 1:, :] - image[0, :, :-1, :]).abs().mean(0)
+    gx = (image[0, :, :, 1:] - image[0, :, :, :-1]).abs().mean(0)
+    edge = torch.cat([gy[:2].flatten(), gy[-2:].flatten(), gx[:, :2].flatten(), gx[:, -2:].flatten()]).mean()
+    inner = torch.cat([gy[8:-8, 8:-8].flatten(), gx[8:-8, 8:-8].flatten()]).mean()
+    return bias, float(edge / inner)
+
+
+def test_no_frame_along_the_borders(tiny_encoder):
+    """Zero padding left a smooth, brighter band along the borders (half the texture, top rows
+    ~0.03 brighter); the default reflect padding stylises up to the edge."""
+    g = torch.Generator().manual_seed(1)
+    style = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16, generator=g), size=(64, 64), mode="nearest")
+    content = torch.full((1, 3, 64, 80), 0.5) + 0.02 * torch.randn(1, 3, 64, 80, generator=g)
+    profiles = {}
+    for padding in ("reflect", "zeros"):
+        cfg = GatysConfig(edge=80, scales="80", iterations=30, encoder="tiny_vgg", weights="random", **({} if padding == "reflect" else {"padding": padding}))
+        profiles[padding] = _border_profile(gatys.run(cfg, content, [gatys.StyleInput(style)], encoder=tiny_encoder).image)
+    bias, texture = profiles["reflect"]
+    assert max(abs(b) for b in bias) < 0.02, bias
+    assert 0.8 < texture < 1.25, texture
+    zero_bias, zero_texture = profiles["zeros"]  # the artefact this guards against is real
+    assert zero_texture < 0.7 and max(abs(b) for b in zero_bias) > 0.025, profiles["zeros"]

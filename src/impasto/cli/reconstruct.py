@@ -43,7 +43,7 @@ def run_command(args: argparse.Namespace) -> int:
     config = config_from_args(ReconstructConfig, args)
     out = check_writable(Path(args.output))
     loaded = load_image(args.image, max_pixels=config.max_pixels)
-    encoder = build_encoder(config.encoder, weights=config.weights, layers=[config.layer], pooling=config.pooling, device=config.device)
+    encoder = build_encoder(config.encoder, weights=config.weights, layers=[config.layer], pooling=config.pooling, device=config.device, preprocessing=config.preprocessing)
     image = resize_to_edge(loaded.image, config.edge).to(next(encoder.buffers()).device)
     renderer = ProgressRenderer(enabled=not args.quiet, desc=f"{config.what} @ {config.layer}")
     r = reconstruct(config, image, encoder, callback=renderer)

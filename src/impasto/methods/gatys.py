@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import ConfigError, ImageTooSmallError, UsageError
+from ..features.padding import PADDINGS, padding_mode
 from ..losses import STYLE_LOSSES, PerceptualLoss
 from ..optim.pixel import OPTIMIZERS, LoopState, PixelLoopResult, optimise_pixels
 from ..progress import Event, MessageEvent, SnapshotEvent, StageEvent, emit
@@ -129,6 +130,7 @@ class GatysConfig:
     weights: str = field(default="auto", metadata=_h("encoder weights: auto (pretrained if available, else random with a warning), random, a name such as vgg19.torchvision, or a .pth file", metavar="auto|random|NAME|FILE"))
     preprocessing: str = field(default="auto", metadata=_h("input convention of the --weights file: auto (from the checkpoint's record; a file matching none needs one of the others), caffe (BGR 0-255 minus the mean: neural-style's VGG files), torchvision (RGB ImageNet mean/std)", choices=("auto", "caffe", "torchvision")))
     pooling: str = field(default="max", metadata=_h("pooling in VGG (avg as in Gatys et al.)", choices=("max", "avg")))
+    padding: str = field(default="reflect", metadata=_h("how the encoder's convolutions see past the image border: reflect (no frame along the borders), replicate, or zeros (as trained; leaves a smooth, brighter band along the borders)", choices=PADDINGS))
     seed: int = field(default=0, metadata=_h("random seed: same seed, same device -> same output"))
     device: str = field(default="auto", metadata=_h("compute device: auto, cpu, cuda, cuda:N, mps"))
     save_every: int = field(default=0, metadata=_h("write a snapshot every N iterations (0 = never)", metavar="N"))
@@ -161,6 +163,7 @@ class GatysConfig:
             (self.style_loss in STYLE_LOSSES, f"unknown style loss {self.style_loss!r}; choose from {', '.join(STYLE_LOSSES)}"),
             (self.preserve_colors in COLOR_MODES, f"--preserve-colors must be one of {', '.join(COLOR_MODES)}"),
             (self.pooling in ("max", "avg"), f"--pooling must be max or avg, got {self.pooling!r}"),
+            (self.padding in PADDINGS, f"--padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -333,6 +336,13 @@ def run(
     t0 = time.perf_counter()
     device = next((b.device for b in encoder.buffers()), torch.device("cpu"))
     torch.manual_seed(config.seed)
+    with padding_mode(encoder, config.padding):
+        return _run(config, content, styles, encoder, callback, init_image, content_mask, style_cache, resume, t0, device)
+
+
+def _run(config: GatysConfig, content: torch.Tensor, styles: Sequence[StyleInput], encoder: Any, callback: Callable[[Event], None] | None,
+         init_image: torch.Tensor | None, content_mask: torch.Tensor | None, style_cache: StyleCache | None, resume: ResumePoint | None,
+         t0: float, device: torch.device) -> GatysOutput:
     cache = style_cache if style_cache is not None else StyleCache()
     loss = build_loss(config, encoder)
     full_size = _fit(tuple(content.shape[-2:]), config.edge)  # type: ignore[arg-type]
@@ -380,7 +390,7 @@ def run(
                 s_size = _fit(tuple(img.shape[-2:]), s_edge)  # type: ignore[arg-type]
                 if min(s_size) < min_side:
                     raise ImageTooSmallError(f"{s.name}: style image becomes {s_size[1]}x{s_size[0]}; the {encoder.spec.name} encoder needs at least {min_side} px on each side (raise --style-scale)")
-                key = (s.name, id(s.image), s_size, config.preserve_colors, tuple(loss.style_layers), encoder.spec.name, config.style_loss, id(encoder), cmask is not None)
+                key = (s.name, id(s.image), s_size, config.preserve_colors, tuple(loss.style_layers), encoder.spec.name, config.style_loss, config.padding, id(encoder), cmask is not None)
                 smask = _resize_mask(s.mask, s_size).to(device) if s.mask is not None else None
                 stats.append(cache.get(key, lambda img=img, s_size=s_size, smask=smask: _style_stats(loss, _resize(img, s_size).to(device), smask)))
             loss.set_style([], blend=[s.weight for s in styles], stats=stats, content_masks=cmask)

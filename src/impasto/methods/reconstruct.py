@@ -28,6 +28,7 @@ class ReconstructConfig:
     edge: int = field(default=256, metadata={"help": "longest side in px"})
     encoder: str = field(default="vgg19", metadata={"help": "feature network"})
     weights: str = field(default="auto", metadata={"help": "encoder weights: auto, random, NAME or FILE"})
+    preprocessing: str = field(default="auto", metadata={"help": "input convention of a --weights file: auto (from its record), caffe or torchvision", "choices": ("auto", "caffe", "torchvision")})
     pooling: str = field(default="max", metadata={"help": "VGG pooling", "choices": ("max", "avg")})
     seed: int = field(default=0, metadata={"help": "seed of the starting noise"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
