@@ -72,10 +72,16 @@ if mode in ("infer", "tiled"):
     else:
         runner = TorchRunner(LoadedModel(net, {"arch": arch, "net_config": net_config}, None), ApplyConfig(channels_last=args["layout"] == "channels_last"))
     tile = args.get("tile", 0)
-    if mode == "tiled":
-        fn = lambda: stylise_tensor(runner, x, (h, w), tile=tile, overlap=args["overlap"], stats_edge=args.get("stats_edge", 1024), cell=4)
-    else:
-        fn = lambda: runner(x, (h, w))
+    cell = 16 if arch == "texture" else 4
+    tiled = lambda: stylise_tensor(runner, x, (h, w), tile=tile, overlap=args["overlap"], stats_edge=args.get("stats_edge", 0), cell=cell)
+    if args.get("compare"):  # tiled vs whole: time of each (one run after a warm-up) and the difference
+        runner(x[..., :64, :64], (64, 64))
+        t = time.perf_counter(); whole = runner(x, (h, w)); t_whole = time.perf_counter() - t
+        t = time.perf_counter(); out = tiled(); t_tiled = time.perf_counter() - t
+        d = (out - whole).abs()
+        print(json.dumps({"whole_s": t_whole, "tiled_s": t_tiled, "max": float(d.max()), "mean": float(d.mean())}))
+        raise SystemExit
+    fn = tiled if mode == "tiled" else (lambda: runner(x, (h, w)))
     dt = best(fn, args["repeat"])
     print(json.dumps({"seconds": dt, "peak_mb": peak_mb()}))
 elif mode == "train":
@@ -154,13 +160,26 @@ def main() -> None:
 
     if args.only in (None, "tiled"):
         overlap = 16 if q else 64
-        # (arch, size, tile, stats_edge): 728/768 is what `apply` picks by default for 2048 px and up
-        cases = [("johnson", (128, 160), 64, 64)] if q else [("johnson", (2048, 2048), 728, 768), ("johnson", (2048, 2048), 1056, 1024), ("johnson", (4096, 4096), 728, 768), ("johnson-small", (4096, 4096), 728, 768)]
+        # (arch, size, tile, stats_edge): 728 is what `apply` picks by default for 2048 px and up;
+        # stats 0 = exact streamed statistics (the default), N = approximate on a copy of <= N px
+        cases = [("johnson", (128, 160), 128, 0), ("johnson", (128, 160), 128, 64)] if q else [
+            ("johnson", (2048, 2048), 728, 0), ("johnson", (2048, 2048), 728, 768), ("johnson", (4096, 4096), 728, 0),
+            ("johnson", (4096, 4096), 728, 768), ("johnson-small", (4096, 4096), 728, 0), ("johnson-small", (4096, 4096), 728, 768)]
         rows = []
         for arch, (h, w), tile, stats_edge in cases:
             res = run_case({"mode": "tiled", "arch": arch, "size": [h, w], "runtime": "torch", "layout": "contiguous", "tuned": True, "tile": tile, "overlap": overlap, "stats_edge": stats_edge, "repeat": 1}, args.threads)
-            rows.append([arch, f"{h}x{w}", str(tile), str(overlap), str(stats_edge), fmt(res, "seconds", ".2f"), fmt(res, "peak_mb", ".0f")])
-        table("tiled application (torch, alloc tuned; instance-norm statistics measured on a copy of <= stats px)", ["arch", "size", "tile", "overlap", "stats", "seconds", "peak MB"], rows)
+            rows.append([arch, f"{h}x{w}", str(tile), str(overlap), "exact" if not stats_edge else str(stats_edge), fmt(res, "seconds", ".2f"), fmt(res, "peak_mb", ".0f")])
+        table("tiled application (torch, alloc tuned; statistics exact (streamed) or from a copy of <= stats px)", ["arch", "size", "tile", "overlap", "stats", "seconds", "peak MB"], rows)
+
+        # tiled vs whole: difference and time, both engines (default tile for the size)
+        size, tile = ((128, 160), 128) if q else ((2048, 2048), 728)
+        rows = []
+        for arch in ("johnson-small",) if q else ("johnson-small", "johnson"):
+            for runtime, stats_edge in (("torch", 0), ("torch", 768), ("onnx", 0)):
+                res = run_case({"mode": "tiled", "compare": True, "arch": arch, "size": list(size), "runtime": runtime, "layout": "contiguous", "tuned": True, "tile": tile, "overlap": overlap, "stats_edge": 64 if (q and stats_edge) else stats_edge, "repeat": 1}, args.threads)
+                ratio = "error" if "error" in res else f"{res['tiled_s'] / res['whole_s']:.1f}"
+                rows.append([arch, f"{size[0]}x{size[1]}", runtime, "exact" if not stats_edge else str(stats_edge), fmt(res, "whole_s", ".2f"), fmt(res, "tiled_s", ".2f"), ratio, fmt(res, "max", ".2e"), fmt(res, "mean", ".2e")])
+        table("tiled vs whole image (one run each; max/mean abs difference on [0, 1])", ["arch", "size", "engine", "stats", "whole s", "tiled s", "ratio", "max diff", "mean diff"], rows)
 
     if args.only in (None, "train"):
         cases = [("johnson", "tiny_vgg", 2, 64, True)] if q else [("johnson", "vgg16", 4, 256, True), ("johnson", "vgg16", 4, 256, False), ("johnson-small", "vgg16", 4, 256, True)]

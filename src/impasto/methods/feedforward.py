@@ -6,9 +6,9 @@ output against the input photo (content) and one style image (style), on a folde
 ``texture=True`` trains a texture network that synthesises the style's texture from noise alone.
 
 Applying: a self-describing model file (``model.pt``) is loaded without any flags; images (or
-folders) are stylised one by one, whole or tile by tile with overlapping, feathered tiles. For
-tiles, instance-norm statistics are measured once on the whole image (downscaled when large) and
-frozen, so tiles agree with each other and with the whole-image result away from their borders.
+folders) are stylised one by one, whole or tile by tile (see :mod:`.ff_tiling`): the
+whole image's instance-norm statistics are computed exactly in streaming passes over the tiles,
+so tiled output equals the whole-image output, with PyTorch and with ONNX Runtime.
 
 Exporting: ONNX (dynamic height and width, opset 17) or TorchScript; ``runtime="onnx"`` applies
 an exported model with ONNX Runtime on the CPU.
@@ -38,6 +38,7 @@ from ..nets.registry import ARCHS, build_net, net_from_config
 from ..optim.training import SCHEDULES
 from ..provenance import sha256_file, versions, write_json
 from ..progress import Event, MessageEvent, SnapshotEvent, StageEvent, StepEvent, emit
+from .ff_tiling import OnnxRunner, TorchRunner, auto_tile, cells, stylise_tensor
 
 __all__ = [
     "TrainConfig",
@@ -163,8 +164,8 @@ class ApplyConfig:
     tile: int = field(default=0, metadata=_h("tile side in px (the network's memory stays constant); 0 = automatic: images up to --whole-pixels run whole, bigger ones in tiles of at most --max-tile"))
     whole_pixels: int = field(default=1024 * 1024, metadata=_h("automatic tiling: images with at most this many pixels run whole (about 0.9 GB for johnson at 1024x1024)"))
     max_tile: int = field(default=768, metadata=_h("automatic tiling: largest tile side in px"))
-    overlap: int = field(default=64, metadata=_h("overlap between tiles in px (feathered blending)"))
-    stats_edge: int = field(default=768, metadata=_h("tiled mode: longest side of the (downscaled) copy on which instance-norm statistics are measured"))
+    overlap: int = field(default=64, metadata=_h("automatic tile size and --stats-edge mode: overlap between tiles in px (exact tiles always extend the network's receptive radius beyond their core)"))
+    stats_edge: int = field(default=0, metadata=_h("tiled mode: 0 = exact whole-image instance-norm statistics (streamed over the tiles; tiles equal the whole-image result); N = approximate them on a copy downscaled to N px (faster; torch runtime only)"))
     runtime: str = field(default="auto", metadata=_h("inference engine: torch, onnx (ONNX Runtime on the CPU), auto (onnx for .onnx files, else torch)", choices=RUNTIMES))
     device: str = field(default="cpu", metadata=_h("torch runtime device: cpu, auto, cuda, cuda:N, mps"))
     channels_last: bool = field(default=False, metadata=_h("torch runtime: channels-last memory format (try it on GPUs; slower on CPUs here)"))
@@ -185,7 +186,7 @@ class ApplyConfig:
             (self.tile or self.overlap < self.max_tile, f"--overlap ({self.overlap}) must be smaller than --max-tile ({self.max_tile})"),
             (self.overlap >= 0, f"--overlap must be >= 0, got {self.overlap}"),
             (self.tile == 0 or self.overlap < self.tile, f"--overlap ({self.overlap}) must be smaller than --tile ({self.tile})"),
-            (self.stats_edge >= 16, f"--stats-edge must be >= 16 px, got {self.stats_edge}"),
+            (self.stats_edge == 0 or self.stats_edge >= 16, f"--stats-edge must be 0 (exact) or >= 16 px, got {self.stats_edge}"),
             (self.preserve_colors in COLOR_MODES, f"--preserve-colors {self.preserve_colors!r}: choose from {', '.join(COLOR_MODES)}"),
             (self.runtime in RUNTIMES, f"--runtime {self.runtime!r}: choose from {', '.join(RUNTIMES)}"),
             (self.format in OUTPUT_FORMATS, f"--format {self.format!r}: choose from {', '.join(OUTPUT_FORMATS)}"),
@@ -645,167 +646,6 @@ def train(
 # applying
 
 
-def _cells(net: torch.nn.Module) -> int:
-    """Tile origins must be multiples of this for tiles to reproduce the whole-image result."""
-    return int(getattr(net, "multiple", None) or getattr(net, "MULTIPLE", 4))
-
-
-def _plan(size: tuple[int, int], tile: int, overlap: int, cell: int) -> tuple[list[Any], tuple[int, int]]:
-    """Tiles aligned to ``cell`` px covering ``size``; returns (tiles, canvas size)."""
-    from ..image.tiles import plan_tiles
-
-    h, w = size
-    ch, cw = -(-h // cell), -(-w // cell)
-    t = max(1, tile // cell)
-    ov = min(max(0, -(-overlap // cell)), t - 1)
-    tiles = [tl.scaled(cell) for tl in plan_tiles((ch, cw), t, ov)]
-    return tiles, (ch * cell, cw * cell)
-
-
-def auto_tile(size: tuple[int, int], max_tile: int, overlap: int, cell: int, *, whole_pixels: int | None = None) -> int:
-    """Tile side for automatic tiling, 0 for none.
-
-    No tiling when the image has at most ``whole_pixels`` pixels (or, if that is None, when it
-    fits in ``max_tile``); otherwise the smallest side (a multiple of ``cell``, at most
-    ``max_tile``) that covers the image with as few tiles per side as possible.
-    """
-    h, w = size
-    longest = max(size)
-    if (whole_pixels is None and longest <= max_tile) or (whole_pixels is not None and h * w <= whole_pixels):
-        return 0
-    if longest <= max_tile:
-        return 0  # one tile would be the whole image anyway
-    n = 2
-    while True:
-        side = -(-(longest + (n - 1) * overlap) // n)
-        side += (-side) % cell
-        if side <= max_tile or side <= overlap + cell:
-            return max(side, overlap + cell)
-        n += 1
-
-
-class TorchRunner:
-    """Runs a loaded model with PyTorch (whole image or one tile)."""
-
-    def __init__(self, model: LoadedModel, config: ApplyConfig) -> None:
-        from ..features import resolve_device
-
-        self.model = model
-        self.net = model.net
-        self.device = resolve_device(config.device)
-        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        self.net.to(device=self.device, memory_format=self.memory_format)
-        self.seed = config.seed
-
-    def __call__(self, image: torch.Tensor | None, size: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
-        with torch.inference_mode():
-            x = None if image is None else image.to(device=self.device, memory_format=self.memory_format)
-            if self.model.arch == "texture":
-                y = self.net(x if not self.model.texture else None, size, seed=self.seed, origin=origin)
-            else:
-                y = self.net(x)
-            return y.float().cpu().contiguous()
-
-    def frozen(self, reference: torch.Tensor | None, size: tuple[int, int]) -> Any:
-        from ..nets.norm import frozen_statistics
-
-        return frozen_statistics(self.net, lambda: self(reference, size))
-
-
-class OnnxRunner:
-    """Runs an exported model with ONNX Runtime on the CPU."""
-
-    def __init__(self, onnx_path: Path, meta: Mapping[str, Any], config: ApplyConfig) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UsageError("--runtime onnx needs onnxruntime: pip install 'impasto[onnx]'") from None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - a broken file
-            raise ModelFileError(f"{onnx_path}: not a loadable ONNX model ({str(exc).splitlines()[0][:160]})") from None
-        self.meta = meta
-        self.multiple = int(meta.get("multiple", 4))
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.seed = config.seed
-        self.arch = str(meta["arch"])
-        self.net_config = dict(meta.get("net_config", {}))
-        self.helper: Any = None
-        if self.arch == "texture":
-            from ..nets.texture import TextureNet
-
-            self.helper = TextureNet(**self.net_config)  # computes sizes and noise; its weights are unused
-
-    def __call__(self, image: torch.Tensor | None, size: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
-        import torch.nn.functional as F
-
-        h, w = size
-        if self.helper is not None:
-            ph, pw = self.helper.padded_size((h, w))
-        else:
-            m = self.multiple
-            ph, pw = max(16, h + (-h) % m), max(16, w + (-w) % m)
-        feeds: dict[str, Any] = {}
-        if image is not None and "image" in self.inputs:
-            x = image
-            if (ph, pw) != (h, w):
-                x = F.pad(x, (0, pw - w, 0, ph - h), mode="reflect" if (ph - h < h and pw - w < w) else "replicate")
-            feeds["image"] = x.float().contiguous().numpy()
-        if self.helper is not None:
-            b = 1 if image is None else int(image.shape[0])
-            noise = self.helper.noise([self.seed + i for i in range(b)], (ph, pw), origin)
-            for k, z in enumerate(noise):
-                feeds[f"noise{k}"] = z.numpy()
-        y = self.session.run(None, feeds)[0]
-        return torch.from_numpy(y)[..., :h, :w].contiguous()
-
-    def frozen(self, reference: torch.Tensor | None, size: tuple[int, int]) -> Any:
-        import contextlib
-
-        return contextlib.nullcontext()  # the exported graph normalises each tile by itself
-
-
-def stylise_tensor(runner: Any, image: torch.Tensor | None, size: tuple[int, int], *, tile: int, overlap: int, stats_edge: int, cell: int) -> torch.Tensor:
-    """Run ``runner`` on ``image`` (or generate ``size`` for texture models), tiled if ``tile``.
-
-    Tiles are aligned to ``cell`` px; instance-norm statistics are measured on the whole image
-    (downscaled to ``stats_edge`` if larger) and frozen while the tiles run.
-    """
-    from ..image.resize import fit_edge, resize
-    from ..image.tiles import feather_weight
-
-    h, w = size
-    if not tile or (h <= tile and w <= tile):
-        return runner(image, (h, w))
-    tiles, (ch, cw) = _plan((h, w), tile, overlap, cell)
-    canvas = image
-    if image is not None and (ch, cw) != (h, w):
-        import torch.nn.functional as F
-
-        canvas = F.pad(image, (0, cw - w, 0, ch - h), mode="reflect" if (ch - h < h and cw - w < w) else "replicate")
-    reference: torch.Tensor | None = image
-    ref_size = (h, w)
-    if max(h, w) > stats_edge:  # measure the statistics on a downscaled copy (bounded memory)
-        ref_size = fit_edge((h, w), stats_edge)
-        reference = None if image is None else resize(image, ref_size)
-    acc: torch.Tensor | None = None
-    total = torch.zeros(1, 1, ch, cw)
-    with runner.frozen(reference, ref_size):
-        for t in tiles:
-            y = runner(None if canvas is None else t.crop(canvas), t.size, (t.y0, t.x0))
-            weight = feather_weight(t, (ch, cw), overlap)
-            if acc is None:
-                acc = torch.zeros(y.shape[0], y.shape[1], ch, cw)
-            t.crop(acc).addcmul_(y, weight)
-            t.crop(total).add_(weight)
-    assert acc is not None
-    return acc.div_(total)[..., :h, :w]  # in place: one full-size buffer less for huge images
-
-
 @dataclass
 class ApplyResult:
     """What ``apply_model`` wrote and which inputs failed (with the reason)."""
@@ -914,7 +754,7 @@ def apply_model(
         loaded = load_model(model_file, device=config.device)
         meta = loaded.meta
         runner = TorchRunner(loaded, config)
-        cell = _cells(loaded.net)
+        cell = cells(loaded.net)
     texture_only = meta["arch"] == "texture" and not bool(meta.get("net_config", {}).get("content", True))
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -954,7 +794,6 @@ def apply_model(
         raise UsageError("no input images (give image files or folders)" if not images else f"no images found in {', '.join(str(i) for i in images)}")
     single = len(items) == 1 and not Path(images[0]).is_dir()
     taken: set[Path] = set()
-    warned_onnx_tiles = False
     emit(callback, StageEvent(0, 1, "stylising", len(items)))
     try:
         for n, (src, rel) in enumerate(items, 1):
@@ -978,9 +817,6 @@ def apply_model(
                 photo = resize_to_edge(photo, config.edge)
             size = (int(photo.shape[-2]), int(photo.shape[-1]))
             tile = config.tile or auto_tile(size, config.max_tile, config.overlap, cell, whole_pixels=config.whole_pixels)
-            if tile and runtime == "onnx" and not warned_onnx_tiles and (size[0] > tile or size[1] > tile):
-                warned_onnx_tiles = True
-                _emit_warning(callback, "the ONNX runtime normalises each tile by itself (tiles may differ slightly in tone); --runtime torch measures the statistics once for the whole image")
             y = stylise_tensor(runner, photo, size, tile=tile, overlap=config.overlap, stats_edge=config.stats_edge, cell=cell)
             if config.preserve_colors == "luminance":
                 y = transfer_luminance(y, photo)

@@ -18,7 +18,7 @@ from torch import nn
 
 __all__ = ["InstanceNorm", "instance_norm", "moments", "frozen_statistics"]
 
-MODES = ("dynamic", "record", "frozen")
+MODES = ("dynamic", "record", "frozen", "probe")
 
 
 def _exporting() -> bool:
@@ -78,6 +78,9 @@ class InstanceNorm(nn.InstanceNorm2d):
 
     ``inplace=True`` overwrites its input at inference (the generators use it on convolution
     outputs nobody else holds); with gradients it always allocates.
+
+    ``mode="probe"`` hands the input to ``self.probe(self, x)`` and returns what it returns
+    (the streaming statistics of :mod:`impasto.nets.streaming` use it).
     """
 
     def __init__(self, channels: int, *, relu: bool = False, eps: float = 1e-5, inplace: bool = False) -> None:
@@ -86,8 +89,11 @@ class InstanceNorm(nn.InstanceNorm2d):
         self.inplace = inplace
         self.mode = "dynamic"
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.probe: Callable[[InstanceNorm, torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if self.mode == "probe" and self.probe is not None:
+            return self.probe(self, x)
         frozen = self.stats if self.mode == "frozen" else None
         if self.mode == "frozen" and frozen is None:
             raise RuntimeError("InstanceNorm: frozen mode without recorded statistics")
