@@ -16,6 +16,8 @@ examples:
 
 The ONNX graph takes any batch, height and width (sides a multiple of 4, or 16 for texture
 networks; `impasto apply` pads and crops) and carries the model's description as metadata.
+`impasto apply --runtime onnx` tiles big images with exact whole-image statistics (tiled output
+equals whole-image output), as the torch runtime does.
 """
 
 
