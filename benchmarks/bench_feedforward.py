@@ -162,7 +162,7 @@ def main() -> None:
         overlap = 16 if q else 64
         # (arch, size, tile, stats_edge): 728 is what `apply` picks by default for 2048 px and up;
         # stats 0 = exact streamed statistics (the default), N = approximate on a copy of <= N px
-        cases = [("johnson", (128, 160), 128, 0), ("johnson", (128, 160), 128, 64)] if q else [
+        cases = [("johnson-small", (128, 160), 128, 0), ("johnson-small", (128, 160), 128, 64)] if q else [
             ("johnson", (2048, 2048), 728, 0), ("johnson", (2048, 2048), 728, 768), ("johnson", (4096, 4096), 728, 0),
             ("johnson", (4096, 4096), 728, 768), ("johnson-small", (4096, 4096), 728, 0), ("johnson-small", (4096, 4096), 728, 768)]
         rows = []

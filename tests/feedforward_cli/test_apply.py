@@ -206,3 +206,19 @@ def test_bad_model_and_onnx_files(tmp_path, photo):
     (tmp_path / "bad.onnx").write_bytes(b"garbage")
     with pytest.raises(ModelFileError, match="bad.onnx"):
         apply_model(tmp_path / "bad.onnx", [photo()], tmp_path / "o")
+
+
+def test_onnx_tiles_with_deduplicated_weights(tmp_path):
+    """A freshly initialised network has identical norm weights, which the exporter shares via
+    Identity nodes; the rewritten graph must still find every norm's scale and bias."""
+    pytest.importorskip("onnxruntime")
+    from impasto.methods.feedforward import TrainConfig, _model_payload, save_model
+    from impasto.nets import build_net
+
+    torch.manual_seed(0)
+    net, net_config = build_net("johnson-small")
+    path = save_model(tmp_path / "m.pt", _model_payload(net.eval(), "johnson-small", net_config, TrainConfig(arch="johnson-small", steps=1), {"name": "s", "sha256": "0" * 64}, 1, {}))
+    runner = _onnx_runner(tmp_path, path)
+    image = _smooth(128, 160)
+    tiled = stylise_tensor(runner, image, (128, 160), tile=128, overlap=64, cell=4)
+    assert float((tiled - runner(image, (128, 160))).abs().max()) < TOL

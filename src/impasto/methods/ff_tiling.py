@@ -237,6 +237,13 @@ class _FrozenGraph:
         model = onnx.load(str(path))
         graph = model.graph
         inits = {t.name: t for t in graph.initializer}
+        for node in graph.node:  # constants may also come from Constant nodes or Identity (deduplicated weights)
+            if node.op_type == "Constant":
+                value = next((a.t for a in node.attribute if a.name == "value"), None)
+                if value is not None:
+                    inits[node.output[0]] = value
+            elif node.op_type == "Identity" and node.input[0] in inits:
+                inits[node.output[0]] = inits[node.input[0]]
         depth: dict[str, int] = {}
         nodes = []
         self.norms: list[dict[str, Any]] = []
