@@ -22,6 +22,9 @@ examples:
   impasto gatys photo.jpg starry.jpg --save-every 50 -o out.png   # out.step0050.png, ...
   impasto gatys --resume out.png.json                              # continue an interrupted run
 
+Ctrl-C keeps the last finished step: OUT, OUT.json and OUT.resume.pt (the exact optimiser state);
+--resume continues as if the run had never stopped (same image, same step count).
+
 Styles take PATH[:WEIGHT[:SCALE]]. Layer lists take NAME[:WEIGHT],... (unknown names get a
 "did you mean"). Weights are normalised per layer, so the defaults work for every encoder and size.
 The output embeds all parameters (PNG text chunk) and OUT.json holds the full run manifest.
@@ -43,7 +46,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--style", dest="extra_styles", action="append", default=[], metavar="PATH[:W[:S]]", help="another style image with blend weight and scale (repeatable)")
     p.add_argument("-o", "--output", default="out.png", help="output image; format from the extension (default: out.png)")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="bits per channel for PNG/TIFF output (default: 8)")
-    p.add_argument("--resume", metavar="RUN.json", help="continue an interrupted run from its manifest and last snapshot")
+    p.add_argument("--resume", metavar="RUN.json", help="continue an interrupted run exactly where it stopped (its saved optimiser state, OUT.resume.pt; else its last snapshot)")
     add_config_arguments(p, GatysConfig, group_title="method options")
     p.set_defaults(handler=run_command)
 
