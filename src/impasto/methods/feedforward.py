@@ -102,6 +102,7 @@ class TrainConfig:
     texture: bool = field(default=False, metadata=_h("train a texture synthesiser (noise only, no photos; needs --arch texture)"))
     encoder: str = field(default="vgg16", metadata=_h("loss network: vgg16 (Johnson et al.), vgg19, resnet50, inception_v3, tiny_vgg"))
     weights: str = field(default="auto", metadata=_h("loss-network weights: auto, random, a name such as vgg16.torchvision, or a .pth file", metavar="auto|random|NAME|FILE"))
+    preprocessing: str = field(default="auto", metadata=_h("input convention of a --weights file: auto (from its record; a file matching none needs one of the others), caffe or torchvision", choices=("auto", "caffe", "torchvision")))
     pooling: str = field(default="max", metadata=_h("pooling in VGG", choices=("max", "avg")))
     content_layers: str = field(default="relu2_2", metadata=_h("content layers, NAME[:WEIGHT],...", metavar="LAYERS", parse=_layers_arg))
     style_layers: str = field(default="relu1_2,relu2_2,relu3_3,relu4_3", metadata=_h("style layers, NAME[:WEIGHT],... e.g. relu1_2:0.5,relu2_2,relu3_3,relu4_3", metavar="LAYERS", parse=_layers_arg))
@@ -415,7 +416,7 @@ def train(
 
     # ---- loss network, loss and generator ------------------------------------------------
     content_layers, style_layers = parse_layers(config.content_layers), parse_layers(config.style_layers)
-    encoder = build_encoder(config.encoder, weights=config.weights, layers=list(dict.fromkeys([*content_layers, *style_layers])), pooling=config.pooling, device=device)
+    encoder = build_encoder(config.encoder, weights=config.weights, layers=list(dict.fromkeys([*content_layers, *style_layers])), pooling=config.pooling, device=device, preprocessing=config.preprocessing)
     if getattr(encoder.weights, "warning", None):
         _emit_warning(callback, str(encoder.weights.warning))
     if channels_last:
