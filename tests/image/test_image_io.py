@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 
 import impasto.image.io as imio
+import impasto.image.save as imsave
 from impasto.errors import ImageError, ImageTooLargeError, OutputError, UnsupportedFormatError, UsageError
 from impasto.image.io import LoadedImage, load_image, read_metadata, save_image
 
@@ -308,8 +309,8 @@ def test_png_16bit_encoder_agrees_with_an_independent_decoder(tmp_path: Path, no
 
 
 def test_png_16bit_encoder_in_many_blocks_and_chunks(tmp_path: Path, noise_image, monkeypatch):
-    monkeypatch.setattr(imio, "_PNG_BLOCK_BYTES", 100)  # 2 rows of 8 px at a time
-    monkeypatch.setattr(imio, "_PNG_IDAT_BYTES", 64)
+    monkeypatch.setattr(imsave, "_PNG_BLOCK_BYTES", 100)  # 2 rows of 8 px at a time
+    monkeypatch.setattr(imsave, "_PNG_IDAT_BYTES", 64)
     img = noise_image(11, 8, seed=9)
     path = save_image(tmp_path / "blocks.png", img, bit_depth=16)
     assert path.read_bytes().count(b"IDAT") > 3
@@ -497,7 +498,7 @@ def test_failure_mid_write_leaves_the_old_file_and_no_temp(tmp_path: Path, smoot
         f.write(b"\x89PNG half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(imio, writer, broken)
+    monkeypatch.setattr(imsave, writer, broken)
     with pytest.raises(OutputError) as e:
         save_image(path, smooth_image(), bit_depth=bits)
     assert str(e.value) == f"{path}: cannot write PNG (disk full)"
@@ -510,7 +511,7 @@ def test_unexpected_exception_mid_write_also_cleans_up(tmp_path: Path, smooth_im
         f.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(imio, "_write_pil", broken)
+    monkeypatch.setattr(imsave, "_write_pil", broken)
     with pytest.raises(KeyboardInterrupt):
         save_image(tmp_path / "out.jpg", smooth_image())
     assert _files(tmp_path) == []
