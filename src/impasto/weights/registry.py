@@ -190,6 +190,24 @@ _CAFFE_LICENCE = "CC BY 4.0 (Simonyan & Zisserman, Oxford VGG); conversion unlic
 _JCJ = ("https://web.eecs.umich.edu/~justincj/models/", "https://s3-us-west-2.amazonaws.com/jcjohns-models/")
 _NSPT = "neural-style-pt models/download_models.py re-save (classifier keys renamed); digest from Git LFS pointers in github.com/JustyJump/cns and huggingface.co/spaces/AfrodreamsAI/afrodreams"
 
+def _caffe_vgg(arch: str, prefix: str, resaved: KnownFile, note: str = "") -> WeightSpec:
+    """A Caffe VGG record: J. Johnson's conversion, verified by the hash prefix in its published
+    name (its full hash is not published), plus neural-style-pt's re-saved copy by full hash."""
+    return WeightSpec(
+        name=f"{arch}.caffe",
+        arch=arch,
+        filename=f"{arch}-{prefix}.pth",
+        urls=tuple(f"{base}{arch}-{prefix}.pth" for base in _JCJ),
+        sha256=prefix,
+        size=None,
+        check="prefix",
+        variants=(resaved,),
+        licence=_CAFFE_LICENCE,
+        preprocessing=CAFFE,
+        description=f"Caffe {arch.upper()} (Simonyan & Zisserman) converted by J. Johnson{note} (BGR, 0-255, mean subtracted)",
+    )
+
+
 REGISTRY: dict[str, WeightSpec] = {
     spec.name: spec
     for spec in (
@@ -240,32 +258,8 @@ REGISTRY: dict[str, WeightSpec] = {
             preprocessing=INCEPTION,
             description="torchvision Inception v3 (Inception_V3_Weights.IMAGENET1K_V1, ported from TensorFlow)",
         ),
-        WeightSpec(
-            name="vgg19.caffe",
-            arch="vgg19",
-            filename="vgg19-d01eb7cb.pth",
-            urls=tuple(base + "vgg19-d01eb7cb.pth" for base in _JCJ),
-            sha256="d01eb7cb",
-            size=None,
-            check="prefix",
-            variants=(KnownFile("dd893d447ece014ad32d71b8d32b1e0b5c09b912a2866990c286fdeebd368d74", 574_679_411, _NSPT),),
-            licence=_CAFFE_LICENCE,
-            preprocessing=CAFFE,
-            description="Caffe VGG19 (Simonyan & Zisserman) converted by J. Johnson; neural-style's encoder (BGR, 0-255, mean subtracted)",
-        ),
-        WeightSpec(
-            name="vgg16.caffe",
-            arch="vgg16",
-            filename="vgg16-00b39a1b.pth",
-            urls=tuple(base + "vgg16-00b39a1b.pth" for base in _JCJ),
-            sha256="00b39a1b",
-            size=None,
-            check="prefix",
-            variants=(KnownFile("2007cdad2519a9bbecdf5cd3c54145237502349a194e0d0a41a826e5a277c187", 553_438_853, _NSPT),),
-            licence=_CAFFE_LICENCE,
-            preprocessing=CAFFE,
-            description="Caffe VGG16 (Simonyan & Zisserman) converted by J. Johnson (BGR, 0-255, mean subtracted)",
-        ),
+        _caffe_vgg("vgg19", "d01eb7cb", KnownFile("dd893d447ece014ad32d71b8d32b1e0b5c09b912a2866990c286fdeebd368d74", 574_679_411, _NSPT), "; neural-style's encoder"),
+        _caffe_vgg("vgg16", "00b39a1b", KnownFile("2007cdad2519a9bbecdf5cd3c54145237502349a194e0d0a41a826e5a277c187", 553_438_853, _NSPT)),
     )
 }
 
