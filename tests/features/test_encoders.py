@@ -74,8 +74,9 @@ def test_avg_pooling_replaces_max_pooling():
     enc = build_encoder("tiny_vgg", weights="random", layers=["relu3_1"], pooling="avg")
     kinds = {type(m).__name__ for m in enc.stages}
     assert "AvgPool2d" in kinds and "MaxPool2d" not in kinds
-    with pytest.raises(UsageError, match="--pooling 'median'"):
+    with pytest.raises(UsageError, match="^pooling 'median'") as info:
         build_encoder("tiny_vgg", weights="random", layers=["relu3_1"], pooling="median")
+    assert info.value.with_flags().startswith("--pooling 'median'")
 
 
 def test_runs_only_up_to_the_deepest_requested_layer():
@@ -107,3 +108,47 @@ def test_preprocessing_is_imagenet_normalisation(tiny_encoder):
     x = torch.full((1, 3, 4, 4), 0.485)
     out = tiny_encoder.preprocess(x)
     assert torch.allclose(out[:, 0], torch.zeros(1, 4, 4), atol=1e-6)
+
+
+def test_fingerprint_names_what_the_encoder_computes(tiny_encoder):
+    from impasto.features import DEFAULT_DEVICE, FeatureExtractor
+    from impasto.features.padding import padding_mode
+    from impasto.weights.registry import IMAGENET
+
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+    same = build_encoder("tiny_vgg", weights="random", layers=layers)
+    assert same is not tiny_encoder and same.fingerprint == tiny_encoder.fingerprint
+    assert tiny_encoder.weights_id == "random:0"
+    assert build_encoder("tiny_vgg", weights="random", layers=layers, seed=1).fingerprint != tiny_encoder.fingerprint
+    assert build_encoder("tiny_vgg", weights="random", layers=layers, pooling="avg").fingerprint != tiny_encoder.fingerprint
+    with padding_mode(tiny_encoder, "reflect"):
+        assert tiny_encoder.fingerprint != same.fingerprint
+    assert tiny_encoder.fingerprint == same.fingerprint
+    # an extractor built around a model directly is identified by its tensors
+    spec = get_encoder_spec("tiny_vgg")
+    a, b = spec.build(), spec.build()
+    with torch.no_grad():
+        b.features[0].weight.add_(1.0)
+    fa = FeatureExtractor(spec, a, ["relu1_1"], preprocessing=IMAGENET)
+    assert fa.weights_id.startswith("tensors:") and fa.fingerprint == FeatureExtractor(spec, a, ["relu1_1"], preprocessing=IMAGENET).fingerprint
+    assert fa.fingerprint != FeatureExtractor(spec, b, ["relu1_1"], preprocessing=IMAGENET).fingerprint
+    assert DEFAULT_DEVICE == "auto"
+
+
+def test_stage_hooks(tiny_encoder):
+    assert tiny_encoder.depth(["relu1_1"]) == 1 and tiny_encoder.depth(["relu2_1", "relu1_1"]) == 6
+    x = torch.rand(1, 3, 32, 32)
+    stages = list(tiny_encoder.iter_stages(x, ["relu2_1"]))
+    assert [n for n, _ in stages][:2] == ["conv1_1", "relu1_1"] and stages[-1][0] == "relu2_1" and len(stages) == 7
+    assert torch.equal(stages[-1][1], tiny_encoder(x, layers=["relu2_1"])["relu2_1"])
+    with pytest.raises(LayerError, match="did you mean 'relu2_1'"):
+        tiny_encoder.depth(["relu2_l"])
+
+
+def test_device_errors_name_the_parameter():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(DeviceError) as info:
+        resolve_device("cuda")
+    assert str(info.value).startswith("device cuda: CUDA is not available")
+    assert info.value.with_flags() == "--device cuda: CUDA is not available on this machine (use --device cpu or auto)"

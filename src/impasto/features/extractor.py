@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import itertools
 import logging
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -14,12 +15,15 @@ from torch import nn
 from ..errors import LayerError, UsageError, WeightsError
 from .registry import EncoderSpec, get_encoder_spec
 
-__all__ = ["FeatureExtractor", "build_encoder", "resolve_device", "random_init"]
+__all__ = ["FeatureExtractor", "build_encoder", "resolve_device", "random_init", "DEFAULT_DEVICE"]
 
 log = logging.getLogger(__name__)
 
+#: the one home of the compute-device default of every method and command
+DEFAULT_DEVICE = "auto"
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+
+def resolve_device(device: str | torch.device = DEFAULT_DEVICE) -> torch.device:
     """Turn ``auto|cpu|cuda|cuda:N|mps`` into a torch.device, checking it is available."""
     from ..errors import DeviceError
 
@@ -36,11 +40,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise DeviceError(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
+            raise DeviceError(f"device {device}: CUDA is not available on this machine (use device cpu or auto)", params="device")
         return torch.device(name)
     if name == "mps":
         if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
-            raise DeviceError(f"--device {device}: Apple MPS is not available on this machine (use --device cpu or auto)")
+            raise DeviceError(f"device {device}: Apple MPS is not available on this machine (use device cpu or auto)", params="device")
         return torch.device("mps")
     raise DeviceError(f"unknown device {device!r}; choose auto, cpu, cuda, cuda:N or mps")
 
@@ -90,11 +94,13 @@ class FeatureExtractor(nn.Module):
         preprocessing: Any,
         weights: Any = None,
         pooling: str = "max",
+        weights_id: str | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
         self.weights = weights
         self.pooling = pooling
+        self._weights_id = weights_id
         stages = spec.stages(model)
         all_names = [n for n, _ in stages]
         self.layer_names: tuple[str, ...] = tuple(all_names)
@@ -117,7 +123,7 @@ class FeatureExtractor(nn.Module):
         if pooling == "avg":
             kept = [(n, _to_avg(m)) for n, m in kept]
         elif pooling != "max":
-            raise UsageError(f"--pooling {pooling!r}: choose max or avg")
+            raise UsageError(f"pooling {pooling!r}: choose max or avg", params="pooling")
         self._stage_names = [n for n, _ in kept]
         self.stages = nn.ModuleList([m for _, m in kept])
         pre = preprocessing
@@ -127,6 +133,58 @@ class FeatureExtractor(nn.Module):
         self.bgr = pre.channel_order.upper() == "BGR"
         self.requires_grad_(False)
         self.eval()
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable key for what this encoder computes: the spec, the weights (their SHA-256,
+        ``random:SEED``, or a hash of the loaded tensors), pooling, preprocessing, padding,
+        dtype and device. Equal fingerprints give equal features for the same input and layer,
+        so caches of features or statistics can be keyed on it (never on ``id(encoder)``)."""
+        from .padding import current_padding
+
+        param = next(self.parameters(), None)
+        parts = (
+            self.spec.name, self.weights_id, self.pooling, tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist()),
+            self.scale, self.bgr, current_padding(self), str(param.dtype if param is not None else None), str(self.mean.device),
+        )
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+    @property
+    def weights_id(self) -> str:
+        """What identifies the weights: ``sha256:...`` of the checkpoint, ``random:SEED``, or (for
+        an extractor built around a model directly) ``tensors:...``, a hash of the stages' tensors."""
+        if self._weights_id is None:
+            sha = getattr(self.weights, "sha256", None)
+            if sha:
+                self._weights_id = f"sha256:{sha}"
+            else:
+                digest = hashlib.sha256()
+                for name, t in itertools.chain(self.stages.named_parameters(), self.stages.named_buffers()):
+                    digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+                    digest.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+                self._weights_id = f"tensors:{digest.hexdigest()[:32]}"
+        return self._weights_id
+
+    def stage_of(self, layer: str) -> int:
+        """Position of the stage that produces ``layer`` (0 = the first)."""
+        if layer not in self._targets:
+            raise LayerError(unknown_layer_message(layer, self.spec.name, list(self.layers)))
+        return self._stage_names.index(self._targets[layer])
+
+    def depth(self, layers: Iterable[str]) -> int:
+        """Position of the deepest stage needed for ``layers`` (how far a pass must run)."""
+        return max(self.stage_of(name) for name in layers)
+
+    def iter_stages(self, image: torch.Tensor, layers: Iterable[str]) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(stage name, activation)`` of every stage from the first to the deepest needed for
+        ``layers``, in order (memory probes, inspection)."""
+        last = self.depth(layers)
+        x = self.preprocess(image)
+        for i, (stage_name, module) in enumerate(zip(self._stage_names, self.stages)):
+            x = module(x)
+            yield stage_name, x
+            if i >= last:
+                break
 
     @property
     def min_side(self) -> int:
@@ -257,5 +315,6 @@ def build_encoder(
         random_init(model, seed)
     info = dataclasses.replace(resolved, state_dict=None)  # the encoder keeps provenance, not tensors
     del resolved
-    extractor = FeatureExtractor(spec, model, layers, preprocessing=info.preprocessing, weights=info, pooling=pooling)
+    weights_id = f"sha256:{info.sha256}" if info.sha256 else (f"random:{int(seed)}" if info.kind == "random" else None)
+    extractor = FeatureExtractor(spec, model, layers, preprocessing=info.preprocessing, weights=info, pooling=pooling, weights_id=weights_id)
     return extractor.to(resolve_device(device))
