@@ -144,7 +144,8 @@ def test_blending_one_style_with_weight_zero_ignores_it(tiny_encoder):
 
 
 def test_negative_weights_are_refused(tiny_encoder):
-    with pytest.raises(UsageError, match="--style-weight must be >= 0"):
+    with pytest.raises(UsageError, match="^style_weight must be >= 0") as info:
         PerceptualLoss(tiny_encoder, content_layers=["relu2_1"], style_layers=["relu1_1"], style_weight=-1)
+    assert info.value.params == ("style_weight",) and info.value.with_flags().startswith("--style-weight must be >= 0")
     with pytest.raises(UsageError, match="layer weight for relu1_1 must be >= 0"):
         PerceptualLoss(tiny_encoder, content_layers=["relu2_1"], style_layers={"relu1_1": -0.5})

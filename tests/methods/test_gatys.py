@@ -24,12 +24,21 @@ def test_parse_layers():
 
 
 def test_config_validation_messages():
-    with pytest.raises(ConfigError, match="--iterations must be >= 0, got -5"):
+    """Library errors name parameters (``params``); the CLI spells them as flags (``with_flags``)."""
+    with pytest.raises(ConfigError, match="^iterations must be >= 0, got -5") as info:
         GatysConfig(iterations=-5)
-    with pytest.raises(ConfigError, match="--style-weight must be >= 0"):
+    assert info.value.params == ("iterations",) and info.value.with_flags() == "--iterations must be >= 0, got -5"
+    with pytest.raises(ConfigError, match="^style_weight must be >= 0"):
         GatysConfig(style_weight=-1)
-    with pytest.raises(ConfigError, match="--content-mask and --style-mask go together"):
+    with pytest.raises(ConfigError, match="^content_mask and style_mask go together") as info:
         GatysConfig(content_mask="a.png")
+    assert info.value.with_flags().startswith("--content-mask and --style-mask go together")
+    with pytest.raises(ConfigError, match="^scales '512,256': edges must be increasing") as info:
+        GatysConfig(scales="512,256")
+    assert info.value.with_flags().startswith("--scales '512,256'")
+    with pytest.raises(ConfigError, match=r"unknown style_loss 'grm' \(did you mean 'gram'\?\)"):
+        GatysConfig(style_loss="grm")
+    assert GatysConfig().device == "auto"
 
 
 def test_ladder_and_iterations():
@@ -40,7 +49,7 @@ def test_ladder_and_iterations():
     assert cfg.iterations_per_scale(3) == (400, 200, 100)
     assert GatysConfig(edge=512, scales="512").ladder() == (512,)
     assert GatysConfig(edge=800, scales="200,400").ladder() == (200, 400, 800)
-    with pytest.raises(ConfigError, match="--scale-iterations has 2 counts for 3 scales"):
+    with pytest.raises(ConfigError, match="^scale_iterations has 2 counts for 3 scales"):
         GatysConfig(edge=1024, scale_iterations="5,5").iterations_per_scale(3)
 
 
@@ -183,3 +192,58 @@ def test_no_frame_along_the_borders(tiny_encoder):
     assert 0.8 < texture < 1.25, texture
     zero_bias, zero_texture = profiles["zeros"]  # the artefact this guards against is real
     assert zero_texture < 0.7 and max(abs(b) for b in zero_bias) > 0.025, profiles["zeros"]
+
+
+def test_style_cache_keys_on_content_not_identity(image_factory, tiny_encoder):
+    """Equal pixels in two different tensors share an entry; other weights or another style do not."""
+    from impasto.features import build_encoder
+
+    content, style = image_factory(40, 48, seed=1), image_factory(48, 48, seed=2)
+    cfg = GatysConfig(**{**FAST, "iterations": 1})
+    cache = gatys.StyleCache()
+    calls = []
+    real = gatys._style_stats
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    gatys._style_stats, saved = counting, gatys._style_stats
+    try:
+        gatys.run(cfg, content, [gatys.StyleInput(style)], encoder=tiny_encoder, style_cache=cache)
+        gatys.run(cfg, content, [gatys.StyleInput(style.clone(), name="copy")], encoder=tiny_encoder, style_cache=cache)
+        assert len(cache) == 1 and len(calls) == 1
+        other = build_encoder("tiny_vgg", weights="random", layers=list(tiny_encoder.layers), seed=1)
+        gatys.run(cfg, content, [gatys.StyleInput(style)], encoder=other, style_cache=cache)
+        assert len(cache) == 2
+        gatys.run(cfg, content, [gatys.StyleInput(style * 0.5)], encoder=tiny_encoder, style_cache=cache)
+        gatys.run(dataclasses_replace(cfg, style_loss="mean_std"), content, [gatys.StyleInput(style)], encoder=tiny_encoder, style_cache=cache)
+        assert len(cache) == 4 and len(calls) == 4
+    finally:
+        gatys._style_stats = saved
+    assert gatys.StyleCache.fingerprint(style) == gatys.StyleCache.fingerprint(style.clone())
+    assert gatys.StyleCache.fingerprint(style) != gatys.StyleCache.fingerprint(style, torch.ones(1, 1, 48, 48))
+
+
+def dataclasses_replace(cfg, **changes):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
+
+
+def test_loss_layers_resolves_presets_in_one_place(tiny_encoder):
+    spec = tiny_encoder.spec
+    assert gatys.loss_layers(GatysConfig(), spec) == ({"relu4_2": 1.0}, {n: 1.0 for n in spec.default_style_layers})
+    assert gatys.loss_layers(GatysConfig(content_layers="relu3_1", style_layers="relu1_1:0.2,relu2_1"), spec) == (
+        {"relu3_1": 1.0}, {"relu1_1": 0.2, "relu2_1": 1.0})
+    loss = gatys.build_loss(GatysConfig(style_layers="relu1_1:0.2,relu2_1"), tiny_encoder)
+    assert list(loss.style_layers) == ["relu1_1", "relu2_1"] and list(loss.content_layers) == ["relu4_2"]
+
+
+def test_options_built_from_the_config():
+    cfg = GatysConfig(optimizer="adam", lr=0.05, early_stop=0.01, patience=7, average=0.5, save_every=3, tile=128, tile_overlap=32, max_memory="1G")
+    loop = gatys.loop_options(cfg, 40, level=1, levels=3)
+    assert (loop.iterations, loop.optimizer, loop.lr, loop.early_stop, loop.average, loop.save_every, loop.stage, loop.stages) == (40, "adam", 0.05, (0.01, 7), 0.5, 3, 1, 3)
+    assert gatys.loop_options(GatysConfig(), 5).lr is None and gatys.loop_options(GatysConfig(), 5).early_stop is None
+    tiling = gatys.tiling_options(cfg)
+    assert (tiling.tile, tiling.overlap, tiling.max_memory) == (128, 32, 2**30)

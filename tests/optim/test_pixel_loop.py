@@ -206,3 +206,18 @@ def test_non_finite_pixels_from_the_last_step_are_not_returned(setup):
 
     r = optimise_pixels(content, poisoning, iterations=3, lr=float("inf"))
     assert r.stopped == "non-finite" and torch.isfinite(r.image).all()
+
+
+def test_loop_options_and_keywords_are_the_same_loop(setup):
+    from impasto.optim.options import LoopOptions
+
+    loss, content, _ = setup
+    by_keywords = optimise_pixels(content, lambda x: loss(x), iterations=4, optimizer="adam", average=0.5)
+    by_options = optimise_pixels(content, lambda x: loss(x), LoopOptions(iterations=4, optimizer="adam", average=0.5))
+    overridden = optimise_pixels(content, lambda x: loss(x), LoopOptions(iterations=9, optimizer="adam", average=0.5), iterations=4)
+    assert torch.equal(by_keywords.image, by_options.image) and torch.equal(by_options.image, overridden.image)
+    with pytest.raises(UsageError, match="^lr must be > 0") as info:
+        LoopOptions(iterations=1, lr=0.0)
+    assert info.value.with_flags().startswith("--lr must be > 0")
+    with pytest.raises(TypeError):
+        optimise_pixels(content, lambda x: loss(x), iteratoins=3)

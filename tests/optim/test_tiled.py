@@ -7,8 +7,8 @@ import torch
 
 from impasto.errors import ConfigError, UsageError
 from impasto.losses import PerceptualLoss
-from impasto.methods.gatys import GatysConfig
 from impasto.optim import tiled
+from impasto.optim.options import TilingOptions
 from impasto.optim.pixel import optimise_pixels
 
 
@@ -28,8 +28,7 @@ def _whole_loss(loss, image, content):
 
 
 def _plan(loss, size, tile=64, overlap=16):
-    cfg = GatysConfig(tile=tile, tile_overlap=overlap, encoder="tiny_vgg", optimizer="adam")
-    return tiled.plan_for(cfg, loss, size, torch.device("cpu"))
+    return tiled.plan_for(TilingOptions(tile=tile, overlap=overlap), loss, size, torch.device("cpu"), optimizer="adam")
 
 
 def test_tiled_matches_untiled_closely(problem):
@@ -95,7 +94,7 @@ def test_memory_estimate_grows_with_size_and_plans_tiles(tiny_encoder):
     small = tiled.estimate_peak_bytes(tiny_encoder, loss.layers, (256, 256), "lbfgs")
     big = tiled.estimate_peak_bytes(tiny_encoder, loss.layers, (1024, 1024), "lbfgs")
     assert big > small * 3
-    cfg = GatysConfig(max_memory="800M", encoder="tiny_vgg")
+    cfg = TilingOptions(max_memory=tiled.parse_memory("800M"))
     assert tiled.plan_for(cfg, loss, (128, 128), torch.device("cpu")) is None
     plan = tiled.plan_for(cfg, loss, (1024, 1024), torch.device("cpu"))
     assert plan is not None and len(plan.tiles) > 1 and "tiles" in plan.describe()
@@ -103,23 +102,28 @@ def test_memory_estimate_grows_with_size_and_plans_tiles(tiny_encoder):
     image_bytes = 1024 * 1024 * 12
     assert plan.tile_estimate + plan.overhead + 10 * image_bytes <= 800 * 2**20
     assert 3 <= tiled.lbfgs_history_for(plan, "lbfgs", image_bytes) <= 100
-    with pytest.raises(UsageError, match="even in 128px tiles, more than the memory budget"):
-        tiled.plan_for(GatysConfig(max_memory="600M", encoder="tiny_vgg"), loss, (2048, 2048), torch.device("cpu"))
+    with pytest.raises(UsageError, match="even in 128px tiles, more than the memory budget") as info:
+        tiled.plan_for(TilingOptions(max_memory=tiled.parse_memory("600M")), loss, (2048, 2048), torch.device("cpu"))
+    assert "raise max_memory or lower edge" in str(info.value) and "raise --max-memory or lower --edge" in info.value.with_flags()
 
 
 def test_parse_memory():
     assert tiled.parse_memory("8G") == 8 * 2**30
     assert tiled.parse_memory("1.5GB") == int(1.5 * 2**30)
     assert tiled.parse_memory("auto") is None
-    with pytest.raises(ConfigError, match="expected a size like 8G"):
+    with pytest.raises(ConfigError, match="^max_memory 'lots': expected a size like 8G") as info:
         tiled.parse_memory("lots")
+    assert info.value.with_flags().startswith("--max-memory 'lots'")
 
 
 def test_sliced_wasserstein_refuses_tiling(tiny_encoder):
     loss = PerceptualLoss(tiny_encoder, content_layers=["relu4_2"], style_layers=["relu1_1"], style_loss="sliced_wasserstein")
-    cfg = GatysConfig(tile=64, encoder="tiny_vgg", style_loss="sliced_wasserstein")
-    with pytest.raises(UsageError, match="sliced_wasserstein cannot be tiled"):
-        tiled.plan_for(cfg, loss, (128, 128), torch.device("cpu"))
+    with pytest.raises(UsageError, match="sliced_wasserstein cannot be tiled") as info:
+        tiled.plan_for(TilingOptions(tile=64), loss, (128, 128), torch.device("cpu"))
+    assert info.value.with_flags() == (
+        "--style-loss sliced_wasserstein cannot be tiled (its statistics are not additive over tiles); "
+        "use gram, mean_std or wasserstein for images above the memory budget, or raise --max-memory"
+    )
 
 
 def test_gatys_tiled_end_to_end_with_masks_and_colours(image_factory):
@@ -138,11 +142,11 @@ def _tiled_evaluation(loss, image, plan, content):
     captured = {}
     real = tiled.optimise_pixels
 
-    def grab(init, evaluate, **kwargs):
+    def grab(init, evaluate, options=None, **kwargs):
         x = image.clone().requires_grad_(True)
         value, terms = evaluate(x)
         captured.update(value=float(value), grad=x.grad.clone(), terms={k: float(v) for k, v in terms.items()})
-        return real(init, evaluate, **{**kwargs, "iterations": 0})
+        return real(init, evaluate, options, **{**kwargs, "iterations": 0})
 
     tiled.optimise_pixels = grab
     try:
@@ -160,7 +164,7 @@ def test_tiled_loss_and_gradient_equal_the_whole_image_ones(tiny_encoder, image_
     loss = PerceptualLoss(tiny_encoder, content_layers=["relu3_1"], style_layers=["relu1_1", "relu2_1", "relu3_1"],
                           style_weight=20.0, tv_weight=0.5, style_loss=style_loss)
     loss.set_style([image_factory(64, 64, seed=4, smooth=False)])
-    plan = tiled.plan_for(GatysConfig(tile=64, tile_overlap=48, encoder="tiny_vgg"), loss, (96, 128), torch.device("cpu"))
+    plan = tiled.plan_for(TilingOptions(tile=64, overlap=48), loss, (96, 128), torch.device("cpu"))
     assert len(plan.tiles) == 6 and all(t.y0 % plan.stride == 0 and t.x0 % plan.stride == 0 for t in plan.tiles)
     for seed in (5, 6):  # two different images: the statistics follow the image
         image = (content + 0.2 * image_factory(96, 128, seed=seed, smooth=False) - 0.1).clamp(0, 1)

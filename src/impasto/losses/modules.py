@@ -1,14 +1,16 @@
-"""Loss modules that hold their targets: the perceptual loss used by every method."""
+"""Loss modules that hold their targets: the perceptual loss used by every method, a composition
+of loss terms (:mod:`impasto.losses.terms`)."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import UsageError
-from . import functional as LF
+from .statistics import Stats, StyleStatistic, get_statistic
+from .terms import ContentTerm, LossTerm, StyleTerm, TermInputs, TVTerm, content_energy, weighted_total
 
 __all__ = ["PerceptualLoss", "normalise_layer_weights", "content_energy"]
 
@@ -29,13 +31,18 @@ def normalise_layer_weights(layers: Mapping[str, float] | Sequence[str]) -> dict
 class PerceptualLoss(nn.Module):
     """content_weight·content + style_weight·style + tv_weight·TV, on a frozen encoder.
 
+    A composition of loss terms (``terms``: :class:`ContentTerm`, :class:`StyleTerm`,
+    :class:`TVTerm`; ``add_term`` appends more): one encoder pass reads every active term's
+    layers, each term computes its value, and :meth:`weighted_total` weighs them.
+
     Layer weights inside the content and style groups are normalised to sum to 1 and each
     layer's distance is normalised by its target's magnitude, so the weights mean the same
     for every layer set, image size and encoder.
 
     Style: ``set_style`` computes the targets once (no grad). Several style images are blended
     with weights; with region masks, each region k of the output is compared with region k of
-    the style image(s).
+    the style image(s). ``style_loss`` names a registered style statistic
+    (:mod:`impasto.losses.statistics`).
     Content: ``set_content(image)`` fixes a target; ``forward(image, content=batch)`` computes the
     content target from ``batch`` on the fly instead (feed-forward training).
     """
@@ -49,73 +56,130 @@ class PerceptualLoss(nn.Module):
         content_weight: float = 1.0,
         style_weight: float = 1.0,
         tv_weight: float = 0.0,
-        style_loss: str = "gram",
+        style_loss: str | StyleStatistic = "gram",
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if style_loss not in LF.STYLE_LOSSES:
-            raise UsageError(f"unknown style loss {style_loss!r}; choose from {', '.join(LF.STYLE_LOSSES)}")
+        statistic = get_statistic(style_loss)
         for name, value in (("content_weight", content_weight), ("style_weight", style_weight), ("tv_weight", tv_weight)):
             if value < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+                raise UsageError(f"{name} must be >= 0, got {value}", params=name)
         self.encoder = encoder
-        self.content_layers = normalise_layer_weights(content_layers)
-        self.style_layers = normalise_layer_weights(style_layers)
-        self.content_weight = float(content_weight)
-        self.style_weight = float(style_weight)
-        self.tv_weight = float(tv_weight)
-        self.kind = style_loss
-        self.seed = seed
-        self._content: dict[str, torch.Tensor] | None = None
-        self._style: dict[str, list[LF.Stats]] | None = None  # layer -> one Stats per region
-        self._content_masks: torch.Tensor | None = None  # Kx1xHxW for the output
-        self._proj: dict[str, torch.Tensor] = {}
+        self.content_term = ContentTerm(normalise_layer_weights(content_layers), content_weight)
+        self.style_term = StyleTerm(normalise_layer_weights(style_layers), style_weight, statistic, seed)
+        self.tv_term = TVTerm(tv_weight)
+        #: the terms in the order their weighted values are summed
+        self.terms: list[LossTerm] = [self.content_term, self.style_term, self.tv_term]
 
-    # -- helpers -----------------------------------------------------------------------------
+    # -- the terms ---------------------------------------------------------------------------
+    def add_term(self, term: LossTerm) -> LossTerm:
+        """Append a term (its name must be new); its weighted value joins the total last."""
+        if any(t.name == term.name for t in self.terms):
+            raise UsageError(f"the loss already has a {term.name!r} term")
+        self.terms.append(term)
+        return term
+
+    def term(self, name: str) -> LossTerm:
+        """The term called ``name``."""
+        for t in self.terms:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def weighted_total(self, values: Mapping[str, Any], names: Iterable[str] | None = None) -> Any:
+        """The weighted sum of ``values`` (term name -> value; tensors or floats) over the terms,
+        in order (only ``names`` when given): the one place the total is computed."""
+        return weighted_total(self.terms, values, names)
+
+    @property
+    def content_layers(self) -> dict[str, float]:
+        """Content layers and their normalised weights."""
+        return self.content_term.layer_weights
+
+    @property
+    def style_layers(self) -> dict[str, float]:
+        """Style layers and their normalised weights."""
+        return self.style_term.layer_weights
+
+    @property
+    def content_weight(self) -> float:
+        return self.content_term.weight
+
+    @content_weight.setter
+    def content_weight(self, value: float) -> None:
+        self.content_term.weight = float(value)
+
+    @property
+    def style_weight(self) -> float:
+        return self.style_term.weight
+
+    @style_weight.setter
+    def style_weight(self, value: float) -> None:
+        self.style_term.weight = float(value)
+
+    @property
+    def tv_weight(self) -> float:
+        return self.tv_term.weight
+
+    @tv_weight.setter
+    def tv_weight(self, value: float) -> None:
+        self.tv_term.weight = float(value)
+
+    @property
+    def statistic(self) -> StyleStatistic:
+        """The style statistic."""
+        return self.style_term.statistic
+
+    @property
+    def kind(self) -> str:
+        """The style statistic's name."""
+        return self.style_term.statistic.name
+
+    @property
+    def seed(self) -> int:
+        """Seed of the statistic's fixed per-layer parameters (sliced Wasserstein projections)."""
+        return self.style_term.seed
+
+    @property
+    def has_style(self) -> bool:
+        """Whether style targets are set."""
+        return self.style_term.targets is not None
+
+    @property
+    def style_key(self) -> tuple[Any, ...]:
+        """Everything about this loss that style statistics depend on (for caches): the
+        statistic, the style layers and the seed of per-layer parameters."""
+        return (self.kind, tuple(self.style_layers), self.seed)
+
     @property
     def layers(self) -> list[str]:
         """Every layer the loss reads (content first)."""
-        return list(dict.fromkeys([*self.content_layers, *self.style_layers]))
+        return list(dict.fromkeys(layer for t in self.terms for layer in t.layers))
 
-    def _projection(self, layer: str, channels: int, device: torch.device) -> torch.Tensor | None:
-        if self.kind != "sliced_wasserstein":
-            return None
-        if layer not in self._proj:
-            offset = sum(ord(ch) for ch in layer)
-            self._proj[layer] = LF.projections(channels, seed=self.seed * 1000 + offset, device=device)
-        return self._proj[layer]
-
-    def style_sums(self, image: torch.Tensor, masks: torch.Tensor | None = None) -> dict[str, list[LF.Stats]]:
+    # -- style sums and statistics -----------------------------------------------------------
+    def style_sums(self, image: torch.Tensor, masks: torch.Tensor | None = None) -> dict[str, list[Stats]]:
         """Additive style sums of ``image`` per layer and region (masks: Kx1xHxW or None)."""
         feats = self.encoder(image, layers=list(self.style_layers))
-        return self._sums_from_features(feats, masks)
+        return self.style_term.sums_from_features(feats, masks)
 
-    def _sums_from_features(self, feats: Mapping[str, torch.Tensor], masks: torch.Tensor | None) -> dict[str, list[LF.Stats]]:
-        out: dict[str, list[LF.Stats]] = {}
-        for layer in self.style_layers:
-            f = feats[layer]
-            proj = self._projection(layer, f.shape[1], f.device)
-            if masks is None:
-                out[layer] = [LF.accumulate(self.kind, f, proj=proj)]
-            else:
-                out[layer] = [LF.accumulate(self.kind, f, mask=masks[k : k + 1].expand(f.shape[0], -1, -1, -1), proj=proj) for k in range(masks.shape[0])]
-        return out
+    def style_sums_from_features(self, feats: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None) -> dict[str, list[Stats]]:
+        """Style sums from features already computed (e.g. a tile's), per layer and region."""
+        return self.style_term.sums_from_features(feats, masks)
+
+    def style_stats_from_sums(self, sums: Mapping[str, list[Stats]]) -> dict[str, list[Stats]]:
+        """Finalised statistics from style sums (per layer and region)."""
+        stat = self.statistic
+        return {layer: [stat.finalize(s) for s in regions] for layer, regions in sums.items()}
 
     # -- targets -----------------------------------------------------------------------------
-    @torch.no_grad()
     def set_content(self, image: torch.Tensor | None) -> None:
         """Fix the content target (None: no content term, e.g. texture synthesis)."""
-        if image is None:
-            self._content = None
-            return
-        feats = self.encoder(image, layers=list(self.content_layers))
-        self._content = {k: v.detach() for k, v in feats.items()}
+        self.content_term.set_target(self.encoder, image)
 
     @torch.no_grad()
-    def style_stats(self, image: torch.Tensor, masks: torch.Tensor | None = None) -> dict[str, list[LF.Stats]]:
+    def style_stats(self, image: torch.Tensor, masks: torch.Tensor | None = None) -> dict[str, list[Stats]]:
         """Finalised style statistics of one image per layer and region (for caching/blending)."""
-        sums = self.style_sums(image, masks)
-        return {layer: [LF.finalize(self.kind, s) for s in regions] for layer, regions in sums.items()}
+        return self.style_stats_from_sums(self.style_sums(image, masks))
 
     @torch.no_grad()
     def set_style(
@@ -125,7 +189,7 @@ class PerceptualLoss(nn.Module):
         *,
         style_masks: Sequence[torch.Tensor | None] | None = None,
         content_masks: torch.Tensor | None = None,
-        stats: Sequence[dict[str, list[LF.Stats]]] | None = None,
+        stats: Sequence[dict[str, list[Stats]]] | None = None,
     ) -> None:
         """Compute (or take precomputed ``stats``) and blend the style targets.
 
@@ -146,12 +210,10 @@ class PerceptualLoss(nn.Module):
         regions = len(next(iter(stats[0].values())))
         if content_masks is not None and content_masks.shape[0] != regions:
             raise UsageError(f"content mask has {content_masks.shape[0]} regions but the style mask has {regions}")
-        self._content_masks = content_masks
-        self._style = {
-            layer: [
-                LF.prepare_target(self.kind, LF.blend_stats(self.kind, [s[layer][k] for s in stats], blend))
-                for k in range(regions)
-            ]
+        stat = self.statistic
+        self.style_term.content_masks = content_masks
+        self.style_term.targets = {
+            layer: [stat.prepare(stat.blend([s[layer][k] for s in stats], blend)) for k in range(regions)]
             for layer in self.style_layers
         }
 
@@ -161,14 +223,15 @@ class PerceptualLoss(nn.Module):
         image: torch.Tensor,
         content: torch.Tensor | None = None,
         *,
-        style_offset: Mapping[str, list[LF.Stats]] | None = None,
+        style_offset: Mapping[str, list[Stats]] | None = None,
         content_target: Mapping[str, torch.Tensor] | None = None,
         masks: torch.Tensor | None = None,
         content_mask: torch.Tensor | None = None,
-        sums_out: dict[str, list[LF.Stats]] | None = None,
+        sums_out: dict[str, list[Stats]] | None = None,
         content_norm: Mapping[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and its terms ``{"content", "style", "tv"}`` (unweighted).
+        """Total loss and each term's unweighted value (``{"content", "style", "tv"}``, then any
+        added term's).
 
         ``style_offset``: additive sums from the rest of the image (tiled optimisation: the
         statistics are those of the whole image, not of the tile). ``content_target`` overrides
@@ -179,60 +242,15 @@ class PerceptualLoss(nn.Module):
         normaliser of the content error (the whole image's target energy, for a tile), so
         the tiles' content terms add up to the whole image's.
         """
-        need_content = (content is not None or content_target is not None or self._content is not None) and self.content_weight > 0
-        need_style = self._style is not None and self.style_weight > 0
-        layers = list(dict.fromkeys([*(self.content_layers if need_content else []), *(self.style_layers if need_style else [])]))
-        feats = self.encoder(image, layers=layers) if layers else {}
+        inputs = TermInputs(
+            image=image, encoder=self.encoder, content=content, content_target=content_target, content_mask=content_mask,
+            content_norm=content_norm, masks=masks, style_offset=style_offset, sums_out=sums_out,
+        )
+        active = [t for t in self.terms if t.active(inputs)]
+        layers = list(dict.fromkeys(layer for t in active for layer in t.layers))
+        inputs.features = self.encoder(image, layers=layers) if layers else {}
         zero = image.new_zeros(())
-        terms: dict[str, torch.Tensor] = {"content": zero, "style": zero, "tv": zero}
-        if need_content:
-            if content is not None:
-                with torch.no_grad():
-                    target = {k: v.detach() for k, v in self.encoder(content, layers=list(self.content_layers)).items()}
-            else:
-                target = dict(content_target) if content_target is not None else self._content  # type: ignore[assignment]
-            terms["content"] = sum(
-                (w * _content(feats[l], target[l], content_mask, None if content_norm is None else content_norm[l]) for l, w in self.content_layers.items() if w > 0), zero
-            )
-        if need_style:
-            assert self._style is not None
-            region_masks = masks if masks is not None else self._content_masks
-            sums = self._sums_from_features(feats, region_masks)
-            if sums_out is not None:
-                sums_out.update({layer: [{k: v.detach() for k, v in s.items()} for s in regions] for layer, regions in sums.items()})
-            total = zero
-            for layer, w in self.style_layers.items():
-                if w == 0:
-                    continue
-                for k, s in enumerate(sums[layer]):
-                    if style_offset is not None:
-                        s = LF.merge_sums(s, _expand_offset(style_offset[layer][k], s))
-                    stats = LF.finalize(self.kind, s)
-                    total = total + w * LF.style_distance(self.kind, stats, self._style[layer][k])
-            terms["style"] = total / len(next(iter(sums.values())))
-        if self.tv_weight > 0:
-            terms["tv"] = LF.tv_loss(image)
-        loss = self.content_weight * terms["content"] + self.style_weight * terms["style"] + self.tv_weight * terms["tv"]
-        return loss, terms
-
-
-def _content(features: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, norm: torch.Tensor | None = None) -> torch.Tensor:
-    if mask is None and norm is None:
-        return LF.content_loss(features, target)
-    m = LF._mask_like(mask, features) if mask is not None else torch.ones_like(features[:, :1])
-    diff = ((features - target).pow(2) * m).flatten(1).sum(1)
-    if norm is None:
-        norm = (target.pow(2) * m).flatten(1).sum(1)
-    return (diff / norm.clamp_min(1e-8)).mean()
-
-
-def content_energy(target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-sample sum of the squared target features (weighted by ``mask``): the content
-    normaliser, additive over disjoint tiles."""
-    m = LF._mask_like(mask, target) if mask is not None else torch.ones_like(target[:, :1])
-    return (target.pow(2) * m).flatten(1).sum(1)
-
-
-def _expand_offset(offset: LF.Stats, like: LF.Stats) -> LF.Stats:
-    b = like["n"].shape[0]
-    return {k: (v.expand(b, *v.shape[1:]) if v.shape[0] != b else v) for k, v in offset.items()}
+        values: dict[str, torch.Tensor] = {t.name: zero for t in self.terms}
+        for t in active:
+            values[t.name] = t.value(inputs)
+        return self.weighted_total(values), values

@@ -15,9 +15,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..config import check_rules
 from ..errors import ConfigError, ImageTooSmallError, UsageError
+from ..features import DEFAULT_DEVICE
 from ..features.padding import PADDINGS, padding_mode
 from ..losses import STYLE_LOSSES, PerceptualLoss
+from ..losses.statistics import statistic_names, unknown_statistic_message
+from ..optim.options import LoopOptions, TilingOptions
 from ..optim.pixel import OPTIMIZERS, LoopState, PixelLoopResult, optimise_pixels
 from ..progress import Event, MessageEvent, SnapshotEvent, StageEvent, emit
 
@@ -31,6 +35,9 @@ __all__ = [
     "parse_scales",
     "scale_ladder",
     "strength_multiplier",
+    "loss_layers",
+    "loop_options",
+    "tiling_options",
     "INITS",
 ]
 
@@ -64,11 +71,11 @@ def parse_scales(spec: str | Sequence[int]) -> tuple[int, ...]:
         try:
             values = tuple(int(p) for p in spec.split(",") if p.strip())
         except ValueError:
-            raise ConfigError(f"--scales {spec!r}: expected edges in px like 256,512,1024 or 'auto'") from None
+            raise ConfigError(f"scales {spec!r}: expected edges in px like 256,512,1024 or 'auto'", params="scales") from None
     else:
         values = tuple(int(v) for v in spec)
     if any(v < 16 for v in values) or list(values) != sorted(values):
-        raise ConfigError(f"--scales {spec!r}: edges must be increasing and >= 16 px")
+        raise ConfigError(f"scales {spec!r}: edges must be increasing and >= 16 px", params="scales")
     return values
 
 
@@ -94,9 +101,9 @@ def _parse_iteration_list(spec: str) -> tuple[int, ...]:
     try:
         values = tuple(int(p) for p in spec.split(",") if p.strip())
     except ValueError:
-        raise ConfigError(f"--scale-iterations {spec!r}: expected counts like 500,200,100") from None
+        raise ConfigError(f"scale_iterations {spec!r}: expected counts like 500,200,100", params="scale_iterations") from None
     if any(v < 0 for v in values):
-        raise ConfigError("--scale-iterations: counts must be >= 0")
+        raise ConfigError("scale_iterations: counts must be >= 0", params="scale_iterations")
     return values
 
 
@@ -132,7 +139,7 @@ class GatysConfig:
     pooling: str = field(default="max", metadata=_h("pooling in VGG (avg as in Gatys et al.)", choices=("max", "avg")))
     padding: str = field(default="reflect", metadata=_h("how the encoder's convolutions see past the image border: reflect (no frame along the borders), replicate, or zeros (as trained; leaves a smooth, brighter band along the borders)", choices=PADDINGS))
     seed: int = field(default=0, metadata=_h("random seed: same seed, same device -> same output"))
-    device: str = field(default="auto", metadata=_h("compute device: auto, cpu, cuda, cuda:N, mps"))
+    device: str = field(default=DEFAULT_DEVICE, metadata=_h("compute device: auto, cpu, cuda, cuda:N, mps"))
     save_every: int = field(default=0, metadata=_h("write a snapshot every N iterations (0 = never)", metavar="N"))
     early_stop: float = field(default=0.0, metadata=_h("stop a scale when the loss changes less than this fraction over --patience steps (e.g. 0.001); 0 = off"))
     patience: int = field(default=50, metadata=_h("window (steps) for --early-stop"))
@@ -143,37 +150,35 @@ class GatysConfig:
     max_pixels: int = field(default=100_000_000, metadata=_h("refuse input images with more pixels than this (decompression-bomb guard)"))
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.content_weight >= 0, f"--content-weight must be >= 0, got {self.content_weight}"),
-            (self.style_weight >= 0, f"--style-weight must be >= 0, got {self.style_weight}"),
-            (self.tv_weight >= 0, f"--tv-weight must be >= 0, got {self.tv_weight}"),
-            (0 <= self.strength <= 1, f"--strength must be in [0, 1], got {self.strength}"),
-            (self.iterations >= 0, f"--iterations must be >= 0, got {self.iterations}"),
-            (self.edge >= 16, f"--edge must be >= 16 px, got {self.edge}"),
-            (self.style_scale > 0, f"--style-scale must be > 0, got {self.style_scale}"),
-            (self.lr >= 0, f"--lr must be >= 0, got {self.lr}"),
-            (self.save_every >= 0, f"--save-every must be >= 0, got {self.save_every}"),
-            (0 <= self.early_stop < 1, f"--early-stop must be in [0, 1), got {self.early_stop}"),
-            (self.patience >= 1, f"--patience must be >= 1, got {self.patience}"),
-            (0 <= self.average < 1, f"--average must be in [0, 1), got {self.average}"),
-            (self.tile == 0 or self.tile >= 64, f"--tile must be 0 or >= 64 px, got {self.tile}"),
-            (self.tile_overlap >= 0, f"--tile-overlap must be >= 0, got {self.tile_overlap}"),
-            (self.max_pixels > 0, f"--max-pixels must be > 0, got {self.max_pixels}"),
-            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}"),
-            (self.style_loss in STYLE_LOSSES, f"unknown style loss {self.style_loss!r}; choose from {', '.join(STYLE_LOSSES)}"),
-            (self.preserve_colors in COLOR_MODES, f"--preserve-colors must be one of {', '.join(COLOR_MODES)}"),
-            (self.pooling in ("max", "avg"), f"--pooling must be max or avg, got {self.pooling!r}"),
-            (self.padding in PADDINGS, f"--padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        check_rules([
+            (self.content_weight >= 0, "content_weight", f"content_weight must be >= 0, got {self.content_weight}"),
+            (self.style_weight >= 0, "style_weight", f"style_weight must be >= 0, got {self.style_weight}"),
+            (self.tv_weight >= 0, "tv_weight", f"tv_weight must be >= 0, got {self.tv_weight}"),
+            (0 <= self.strength <= 1, "strength", f"strength must be in [0, 1], got {self.strength}"),
+            (self.iterations >= 0, "iterations", f"iterations must be >= 0, got {self.iterations}"),
+            (self.edge >= 16, "edge", f"edge must be >= 16 px, got {self.edge}"),
+            (self.style_scale > 0, "style_scale", f"style_scale must be > 0, got {self.style_scale}"),
+            (self.lr >= 0, "lr", f"lr must be >= 0, got {self.lr}"),
+            (self.save_every >= 0, "save_every", f"save_every must be >= 0, got {self.save_every}"),
+            (0 <= self.early_stop < 1, "early_stop", f"early_stop must be in [0, 1), got {self.early_stop}"),
+            (self.patience >= 1, "patience", f"patience must be >= 1, got {self.patience}"),
+            (0 <= self.average < 1, "average", f"average must be in [0, 1), got {self.average}"),
+            (self.tile == 0 or self.tile >= 64, "tile", f"tile must be 0 or >= 64 px, got {self.tile}"),
+            (self.tile_overlap >= 0, "tile_overlap", f"tile_overlap must be >= 0, got {self.tile_overlap}"),
+            (self.max_pixels > 0, "max_pixels", f"max_pixels must be > 0, got {self.max_pixels}"),
+            (self.optimizer in OPTIMIZERS, "optimizer", f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
+            # the registry as it is now: a statistic registered after import is a valid choice
+            (self.style_loss in statistic_names(), "style_loss", unknown_statistic_message(self.style_loss)),
+            (self.preserve_colors in COLOR_MODES, "preserve_colors", f"preserve_colors must be one of {', '.join(COLOR_MODES)}, got {self.preserve_colors!r}"),
+            (self.pooling in ("max", "avg"), "pooling", f"pooling must be max or avg, got {self.pooling!r}"),
+            (self.padding in PADDINGS, "padding", f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}"),
+        ])
         parse_layers(self.content_layers)
         parse_layers(self.style_layers)
         parse_scales(self.scales)
         _parse_iteration_list(self.scale_iterations)
-        if bool(self.content_mask) != bool(self.style_mask):
-            raise ConfigError("--content-mask and --style-mask go together: give both or neither")
+        check_rules([(bool(self.content_mask) == bool(self.style_mask), ("content_mask", "style_mask"),
+                      "content_mask and style_mask go together: give both or neither")])
 
     # derived -------------------------------------------------------------------------------
     def ladder(self) -> tuple[int, ...]:
@@ -189,7 +194,7 @@ class GatysConfig:
         explicit = _parse_iteration_list(self.scale_iterations)
         if explicit:
             if len(explicit) != levels:
-                raise ConfigError(f"--scale-iterations has {len(explicit)} counts for {levels} scales")
+                raise ConfigError(f"scale_iterations has {len(explicit)} counts for {levels} scales", params="scale_iterations")
             return explicit
         return tuple(self.iterations * min(4, 2 ** (levels - 1 - k)) for k in range(levels))
 
@@ -280,8 +285,13 @@ def make_init(config: GatysConfig, content: torch.Tensor, style: torch.Tensor, i
 
 
 class StyleCache:
-    """Style statistics keyed by (style name, size, layers, encoder, loss): computed once, reused
-    across levels, sweeps and batches."""
+    """Style statistics computed once and reused across levels, sweeps and batches.
+
+    Keys are stable values, never ``id()``s: the style image's content (``fingerprint``: a hash
+    of its pixels and region mask, so equal pixels in different tensors share an entry), its
+    size, what the loss's statistics depend on (``PerceptualLoss.style_key``), the encoder's
+    ``fingerprint`` (spec, weights, pooling, preprocessing, padding, device) and whether regions
+    are used."""
 
     def __init__(self) -> None:
         self._store: dict[tuple[Any, ...], Any] = {}
@@ -294,11 +304,33 @@ class StyleCache:
     def __len__(self) -> int:
         return len(self._store)
 
+    @staticmethod
+    def fingerprint(image: torch.Tensor, mask: torch.Tensor | None = None) -> str:
+        """A hash of the pixels (shape and dtype included) of ``image`` and of ``mask``."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for t in (image, mask):
+            if t is None:
+                digest.update(b"none")
+                continue
+            t = t.detach().to("cpu").contiguous()
+            digest.update(f"{tuple(t.shape)}:{t.dtype}".encode())
+            digest.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+        return digest.hexdigest()[:32]
+
+
+def loss_layers(config: GatysConfig, spec: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """The content and style layers (name -> weight) for ``config`` on an encoder described by
+    ``spec`` (an EncoderSpec): the configured ones, or the encoder's presets where empty."""
+    content = parse_layers(config.content_layers) or {n: 1.0 for n in spec.default_content_layers}
+    style = parse_layers(config.style_layers) or {n: 1.0 for n in spec.default_style_layers}
+    return content, style
+
 
 def build_loss(config: GatysConfig, encoder: Any) -> PerceptualLoss:
     """The perceptual loss for ``config`` on ``encoder`` (layer presets filled in)."""
-    content_layers = parse_layers(config.content_layers) or {n: 1.0 for n in encoder.spec.default_content_layers}
-    style_layers = parse_layers(config.style_layers) or {n: 1.0 for n in encoder.spec.default_style_layers}
+    content_layers, style_layers = loss_layers(config, encoder.spec)
     return PerceptualLoss(
         encoder,
         content_layers=content_layers,
@@ -309,6 +341,22 @@ def build_loss(config: GatysConfig, encoder: Any) -> PerceptualLoss:
         style_loss=config.style_loss,
         seed=config.seed,
     )
+
+
+def loop_options(config: GatysConfig, iterations: int, level: int = 0, levels: int = 1) -> LoopOptions:
+    """The pixel-loop settings of one pyramid level."""
+    return LoopOptions(
+        iterations=iterations, optimizer=config.optimizer, lr=config.lr or None, save_every=config.save_every,
+        early_stop=(config.early_stop, config.patience) if config.early_stop > 0 else None, average=config.average,
+        stage=level, stages=levels,
+    )
+
+
+def tiling_options(config: GatysConfig) -> TilingOptions:
+    """When and how to tile (parses ``max_memory``)."""
+    from ..optim.tiled import parse_memory
+
+    return TilingOptions(tile=config.tile, overlap=config.tile_overlap, max_memory=parse_memory(config.max_memory))
 
 
 def run(
@@ -372,6 +420,7 @@ def _run(config: GatysConfig, content: torch.Tensor, styles: Sequence[StyleInput
             event = dataclasses.replace(event, state=ResumePoint(event.stage, event.step, event.state, None, list(history), list(levels)))
         emit(callback, event)
 
+    style_prints = [cache.fingerprint(img, s.mask) for s, img in zip(styles, style_images)]  # the images the statistics see
     level = start_level
     try:
         for level, edge in enumerate(ladder):
@@ -385,12 +434,12 @@ def _run(config: GatysConfig, content: torch.Tensor, styles: Sequence[StyleInput
             c = _resize(content_in, size).to(device)
             cmask = _resize_mask(content_mask, size).to(device) if content_mask is not None else None
             stats = []
-            for s, img in zip(styles, style_images):
+            for s_index, (s, img) in enumerate(zip(styles, style_images)):
                 s_edge = max(min_side, round(edge * s.scale * config.style_scale))
                 s_size = _fit(tuple(img.shape[-2:]), s_edge)  # type: ignore[arg-type]
                 if min(s_size) < min_side:
                     raise ImageTooSmallError(f"{s.name}: style image becomes {s_size[1]}x{s_size[0]}; the {encoder.spec.name} encoder needs at least {min_side} px on each side (raise --style-scale)")
-                key = (s.name, id(s.image), s_size, config.preserve_colors, tuple(loss.style_layers), encoder.spec.name, config.style_loss, config.padding, id(encoder), cmask is not None)
+                key = (style_prints[s_index], s_size, loss.style_key, encoder.fingerprint, cmask is not None)
                 smask = _resize_mask(s.mask, s_size).to(device) if s.mask is not None else None
                 stats.append(cache.get(key, lambda img=img, s_size=s_size, smask=smask: _style_stats(loss, _resize(img, s_size).to(device), smask)))
             loss.set_style([], blend=[s.weight for s in styles], stats=stats, content_masks=cmask)
@@ -412,7 +461,7 @@ def _run(config: GatysConfig, content: torch.Tensor, styles: Sequence[StyleInput
                 current = _resize(current, size)
             done = loop_state.step if loop_state is not None else start_step
             emit(callback, StageEvent(stage=level, stages=len(ladder), description=f"scale {level + 1}/{len(ladder)}: {size[1]}x{size[0]}", steps=iters[level], done=min(done, iters[level])))
-            result = _optimise_level(config, loss, c, current, iters[level], level, len(ladder), relay, cmask, loop_state, start_step)
+            result = _optimise_level(config, loss, c, current, loop_options(config, iters[level], level, len(ladder)), relay, cmask, loop_state, start_step)
             current = result.image
             if result.stopped == "interrupted":
                 stopped = "interrupted"
@@ -468,39 +517,28 @@ def _optimise_level(
     loss: PerceptualLoss,
     content: torch.Tensor,
     init: torch.Tensor,
-    iterations: int,
-    level: int,
-    levels: int,
+    loop: LoopOptions,
     callback: Callable[[Event], None] | None,
     cmask: torch.Tensor | None,
     resume: LoopState | None = None,
     start_step: int = 0,
 ) -> _LevelResult:
-    early = (config.early_stop, config.patience) if config.early_stop > 0 else None
-    lr = config.lr or None
     from ..optim import tiled as tiled_mod
 
     size = (int(init.shape[-2]), int(init.shape[-1]))
-    plan = tiled_mod.plan_for(config, loss, size, init.device)
+    tiling = tiling_options(config)
+    plan = tiled_mod.plan_for(tiling, loss, size, init.device, optimizer=loop.optimizer)
     if plan is None:
-        estimate = tiled_mod.estimate_peak_bytes(loss.encoder, loss.layers, size, config.optimizer)
-        budget = tiled_mod.parse_memory(config.max_memory)
+        estimate = tiled_mod.estimate_peak_bytes(loss.encoder, loss.layers, size, loop.optimizer)
+        budget = tiling.max_memory
         limit = f"budget {tiled_mod.format_bytes(budget)}" if budget else f"{tiled_mod.format_bytes(tiled_mod.available_memory(init.device))} free"
         emit(callback, MessageEvent(f"{size[1]}x{size[0]}: estimated peak memory {tiled_mod.format_bytes(estimate)} ({limit}), untiled"))
     if plan is not None:
         emit(callback, MessageEvent(plan.describe()))
-        r = tiled_mod.optimise_tiled(
-            init, loss, plan, iterations=iterations, optimizer=config.optimizer, lr=lr, callback=callback,
-            save_every=config.save_every, stage=level, stages=levels, masks=cmask, content=content,
-            early_stop=early, average=config.average, resume=resume, start_step=start_step,
-        )
+        r = tiled_mod.optimise_tiled(init, loss, plan, loop, callback=callback, masks=cmask, content=content, resume=resume, start_step=start_step)
         return _LevelResult(r.image, r.history, r.iterations, r.stopped, tiled=True, state=r.state)
     loss.set_content(content)
-    r: PixelLoopResult = optimise_pixels(  # type: ignore[no-redef]
-        init, lambda x: loss(x), iterations=iterations, optimizer=config.optimizer, lr=lr, callback=callback,
-        save_every=config.save_every, stage=level, stages=levels, early_stop=early, average=config.average,
-        resume=resume, start_step=start_step,
-    )
+    r: PixelLoopResult = optimise_pixels(init, lambda x: loss(x), loop, callback=callback, resume=resume, start_step=start_step)  # type: ignore[no-redef]
     return _LevelResult(r.image, r.history, r.iterations, r.stopped, state=r.state)
 
 
@@ -512,10 +550,8 @@ def _style_stats(loss: PerceptualLoss, image: torch.Tensor, masks: torch.Tensor 
     if max(image.shape[-2:]) <= STATS_TILE_EDGE:
         return loss.style_stats(image, masks)
     from ..optim.tiled import style_sums_tiled
-    from ..losses import functional as LF
 
-    sums = style_sums_tiled(loss, image, masks, tile=STATS_TILE_EDGE, overlap=64)
-    return {layer: [LF.finalize(loss.kind, s) for s in regions] for layer, regions in sums.items()}
+    return loss.style_stats_from_sums(style_sums_tiled(loss, image, masks, tile=STATS_TILE_EDGE, overlap=64))
 
 
 def _resize_mask(mask: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:

@@ -7,6 +7,7 @@ any moment and continued from its state takes the same steps as one that was nev
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import threading
@@ -17,16 +18,11 @@ import torch
 
 from ..errors import UsageError
 from ..progress import MessageEvent, SnapshotEvent, StepEvent, emit
+from .options import OPTIMIZERS, LoopOptions, default_lr
 
-__all__ = ["PixelLoopResult", "LoopState", "optimise_pixels", "OPTIMIZERS", "default_lr", "interrupt_guard"]
+__all__ = ["PixelLoopResult", "LoopState", "LoopOptions", "optimise_pixels", "loop_options", "OPTIMIZERS", "default_lr", "interrupt_guard"]
 
-OPTIMIZERS = ("lbfgs", "adam")
 LossFn = Callable[[torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
-
-
-def default_lr(optimizer: str) -> float:
-    """Learning rate that suits images in [0, 1]: 1 for L-BFGS (a step length), 0.02 for Adam."""
-    return 1.0 if optimizer == "lbfgs" else 0.02
 
 
 @dataclass
@@ -71,6 +67,16 @@ def _make_optimizer(name: str, param: torch.Tensor, lr: float, history: int = 10
     raise UsageError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 
 
+def loop_options(options: LoopOptions | None, settings: dict[str, Any]) -> LoopOptions:
+    """``options`` with keyword ``settings`` (LoopOptions fields) applied on top; without
+    ``options``, the settings alone (``iterations`` is then required)."""
+    if options is None:
+        if "iterations" not in settings:
+            raise TypeError("optimise_pixels() needs LoopOptions or iterations=")
+        return LoopOptions(**settings)
+    return dataclasses.replace(options, **settings) if settings else options
+
+
 class _Guard:
     """Ctrl-C policy of the loop: inside a loss evaluation it stops at once (the optimiser has
     not touched its state or the iterate yet); anywhere else (the optimiser's update, callbacks,
@@ -112,24 +118,18 @@ class interrupt_guard:
 def optimise_pixels(
     init: torch.Tensor,
     loss_fn: LossFn,
+    options: LoopOptions | None = None,
     *,
-    iterations: int,
-    optimizer: str = "lbfgs",
-    lr: float | None = None,
     callback: Callable[..., None] | None = None,
-    save_every: int = 0,
-    stage: int = 0,
-    stages: int = 1,
-    early_stop: tuple[float, int] | None = None,
-    average: float = 0.0,
-    clamp: bool = True,
-    history_size: int = 100,
     computes_grad: bool = False,
     resume: LoopState | None = None,
     start_step: int = 0,
+    **settings: Any,
 ) -> PixelLoopResult:
     """Run optimiser steps on a copy of ``init`` (BCHW in [0, 1]) until ``iterations`` steps are done.
 
+    The loop settings are a :class:`LoopOptions` (``options``), or its fields as keywords
+    (``optimise_pixels(x, f, iterations=20, optimizer="adam")``), which also override ``options``.
     ``early_stop=(rel_tol, window)`` stops when the loss fell by less than ``rel_tol`` (relative)
     over the last ``window`` steps. ``average`` > 0 keeps an exponential moving average of the
     iterates with that decay and returns it (smoother results). Ctrl-C ends the loop with
@@ -141,13 +141,10 @@ def optimise_pixels(
     ``computes_grad``: ``loss_fn`` fills ``x.grad`` itself (tiled optimisation) and returns a
     detached loss. ``history_size``: L-BFGS memory (each entry costs two image-sized vectors).
     """
-    if iterations < 0:
-        raise UsageError(f"iterations must be >= 0, got {iterations}")
-    if not 0.0 <= average < 1.0:
-        raise UsageError(f"average must be in [0, 1), got {average}")
-    lr = default_lr(optimizer) if lr is None else lr
-    if lr <= 0:
-        raise UsageError(f"lr must be > 0, got {lr}")
+    opts = loop_options(options, settings)
+    iterations, optimizer, average, clamp = opts.iterations, opts.optimizer, opts.average, opts.clamp
+    save_every, stage, stages, early_stop = opts.save_every, opts.stage, opts.stages, opts.early_stop
+    lr, history_size = opts.learning_rate, opts.history_size
     source = resume.image if resume is not None else init
     x = source.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     opt = _make_optimizer(optimizer, x, lr, history_size)

@@ -2,15 +2,22 @@
 fit the budget, optimise it tile by tile while the style statistics stay those of the WHOLE
 image (tiles cannot drift apart, so no seams).
 
-How: the style statistics are additive sums over pixels (``losses.functional.accumulate``). The
-tiles' *cores* partition the image; each pass first sums every tile's core statistics (no
+How: the style statistics are additive sums over pixels (a statistic's ``accumulate``; tiling
+needs its ``additive`` flag). The tiles' *cores* partition the image; each pass first sums every tile's core statistics (no
 gradient), then optimises each tile (with its overlap as context) against the whole-image
 statistics = its own core sums (with gradient) + the sums of all other tiles (constants).
 Each evaluation adds every tile's gradient into one full-image gradient and the optimiser steps the whole image.
+
+Each loss term says how it is tiled (``LossTerm.tiling``): ``"sum"`` terms add their tiles'
+shares, ``"global"`` terms report the whole image's value from every tile, ``"image"`` terms are
+computed once on the whole image, and a term with ``None`` makes tiling refuse the loss. The
+weighted total is the loss's own ``weighted_total``. Settings come in as ``TilingOptions`` and
+``LoopOptions`` (never a method's Config).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -21,13 +28,16 @@ from typing import Any, Callable
 import torch
 
 from ..errors import ConfigError, UsageError
-from ..losses import functional as LF
-from ..losses.modules import content_energy
+from ..losses.statistics import Stats
+from ..losses.terms import TermInputs, content_energy
 from ..progress import StageEvent, emit
-from .pixel import optimise_pixels
+from .options import LoopOptions, TilingOptions
+from .pixel import loop_options, optimise_pixels
 
 __all__ = [
     "TilePlan",
+    "TilingOptions",
+    "LoopOptions",
     "parse_memory",
     "available_memory",
     "activation_elements_per_pixel",
@@ -52,10 +62,10 @@ def parse_memory(text: str) -> int | None:
         return None
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?", t)
     if not m:
-        raise ConfigError(f"--max-memory {text!r}: expected a size like 8G, 6000M or 1.5GB")
+        raise ConfigError(f"max_memory {text!r}: expected a size like 8G, 6000M or 1.5GB", params="max_memory")
     value = float(m.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2)]
     if value < 64 * 2**20:
-        raise ConfigError(f"--max-memory {text!r}: at least 64M is needed")
+        raise ConfigError(f"max_memory {text!r}: at least 64M is needed", params="max_memory")
     return int(value)
 
 
@@ -95,14 +105,7 @@ def activation_elements_per_pixel(encoder: Any, layers: list[str]) -> float:
     cache = _ACT_CACHE.setdefault(encoder, {})
     if key not in cache:
         probe = torch.zeros(1, 3, 64, 64, device=next((b.device for b in encoder.buffers()), torch.device("cpu")))
-        total = 0
-        x = encoder.preprocess(probe)
-        deepest = max(encoder._stage_names.index(encoder._targets[name]) for name in layers)
-        for i, module in enumerate(encoder.stages):
-            x = module(x)
-            total += x.numel()
-            if i >= deepest:
-                break
+        total = sum(x.numel() for _, x in encoder.iter_stages(probe, layers))
         cache[key] = total / (64 * 64)
     return cache[key]
 
@@ -167,24 +170,25 @@ def image_overhead_bytes(loss: Any, size: tuple[int, int]) -> int:
     return int(10 * image_bytes + content)
 
 
-def plan_for(config: Any, loss: Any, size: tuple[int, int], device: torch.device) -> TilePlan | None:
-    """A tiling plan when ``config.tile`` forces one or the image exceeds the memory budget.
+def plan_for(options: TilingOptions, loss: Any, size: tuple[int, int], device: torch.device, *, optimizer: str = "lbfgs") -> TilePlan | None:
+    """A tiling plan when ``options.tile`` forces one or the image exceeds the memory budget.
 
     The budget is split into the whole-image buffers (``image_overhead_bytes``), a minimal
     L-BFGS history (5 pairs of image-sized vectors) and one tile's work; the tile is the largest
     (multiple of 64 px) that fits. ``lbfgs_history_for`` then gives L-BFGS whatever is left.
+    A loss with a term that cannot be tiled (a statistic that is not additive) is refused.
     """
     layers = loss.layers
-    estimate = estimate_peak_bytes(loss.encoder, layers, size, config.optimizer)
-    budget = parse_memory(config.max_memory)
+    estimate = estimate_peak_bytes(loss.encoder, layers, size, optimizer)
+    budget = options.max_memory
     limit = budget if budget is not None else int(available_memory(device) * 0.85)
     image_bytes = size[0] * size[1] * 3 * 4
-    overhead = image_overhead_bytes(loss, size) + (10 * image_bytes if config.optimizer == "lbfgs" else 2 * image_bytes)
+    overhead = image_overhead_bytes(loss, size) + (10 * image_bytes if optimizer == "lbfgs" else 2 * image_bytes)
 
     def tile_cost(edge: int) -> int:
-        return estimate_peak_bytes(loss.encoder, layers, (min(edge, size[0]), min(edge, size[1])), config.optimizer, history=0)
+        return estimate_peak_bytes(loss.encoder, layers, (min(edge, size[0]), min(edge, size[1])), optimizer, history=0)
 
-    tile = int(config.tile)
+    tile = int(options.tile)
     if tile == 0:
         if estimate <= limit:
             return None
@@ -194,20 +198,24 @@ def plan_for(config: Any, loss: Any, size: tuple[int, int], device: torch.device
         if tile_cost(tile) + overhead > limit:
             raise UsageError(
                 f"a {size[1]}x{size[0]} image needs at least ~{format_bytes(tile_cost(tile) + overhead)} even in {tile}px tiles, "
-                f"more than the memory budget {format_bytes(limit)}; raise --max-memory or lower --edge"
+                f"more than the memory budget {format_bytes(limit)}; raise max_memory or lower edge",
+                params=("max_memory", "edge"),
             )
-    if config.style_loss == "sliced_wasserstein":
-        raise UsageError(
-            "--style-loss sliced_wasserstein cannot be tiled (its statistics are not additive over tiles); "
-            "use gram, mean_std or wasserstein for images above the memory budget, or raise --max-memory"
-        )
-    overlap = min(int(config.tile_overlap), max(0, tile // 4))
+    check_tileable(loss)
+    overlap = min(int(options.overlap), max(0, tile // 4))
     stride = encoder_stride(loss.encoder, layers)
     tiles = aligned_tiles(size, tile, overlap, stride)
     plan = TilePlan(size=size, tile=tile, overlap=overlap, tiles=tiles, estimate=estimate, tile_estimate=tile_cost(tile), budget=budget, stride=stride)
     plan.overhead = image_overhead_bytes(loss, size)
     plan.limit = limit
     return plan
+
+
+def check_tileable(loss: Any) -> None:
+    """Raise UsageError when a term of ``loss`` cannot be tiled (its ``tiling`` is None)."""
+    for term in loss.terms:
+        if term.tiling is None:
+            raise UsageError(f"{term.untileable_reason()}, or raise max_memory", params=(*term.params, "max_memory"))
 
 
 def encoder_stride(encoder: Any, layers: list[str]) -> int:
@@ -298,20 +306,14 @@ def optimise_tiled(
     init: torch.Tensor,
     loss: Any,
     plan: TilePlan,
+    options: LoopOptions | None = None,
     *,
-    iterations: int,
-    optimizer: str = "lbfgs",
-    lr: float | None = None,
     callback: Callable[..., None] | None = None,
-    save_every: int = 0,
-    stage: int = 0,
-    stages: int = 1,
     masks: torch.Tensor | None = None,
     content: torch.Tensor | None = None,
-    early_stop: tuple[float, int] | None = None,
-    average: float = 0.0,
     resume: Any = None,
     start_step: int = 0,
+    **settings: Any,
 ) -> TiledResult:
     """Optimise the whole image with its loss and gradient computed tile by tile.
 
@@ -324,11 +326,12 @@ def optimise_tiled(
     the untiled loss; tiles start on the encoder's stride, so features equal the untiled ones
     wherever the overlap covers the receptive field. L-BFGS or Adam then steps the whole image:
     tiles cannot drift apart and need no blending. Memory: one tile's activations plus a few
-    image-sized buffers (L-BFGS history sized to the budget). ``content``: the full-size
+    image-sized buffers (L-BFGS history sized to the budget). Loop settings: ``options`` and/or
+    LoopOptions fields as keywords, as for ``optimise_pixels``. ``content``: the full-size
     content image (default ``init``). ``resume``: a LoopState to continue from.
     """
-    if loss.kind not in ("gram", "mean_std", "wasserstein"):
-        raise UsageError(f"style loss {loss.kind} cannot be tiled")
+    check_tileable(loss)
+    opts = loop_options(options, settings)
     device = init.device
     content_full = content if content is not None else init
     tiles = plan.tiles
@@ -337,7 +340,10 @@ def optimise_tiled(
     region = [_region_masks(cm, masks, t) for cm, t in zip(core_masks, tiles)]
     style_layers = list(loss.style_layers)
     use_content = loss.content_weight > 0
-    use_style = loss._style is not None and loss.style_weight > 0
+    use_style = loss.has_style and loss.style_weight > 0
+    per_tile = [t for t in loss.terms if t.tiling != "image"]  # evaluated on every tile
+    whole_image = [t for t in loss.terms if t.tiling == "image"]  # once, on the whole image
+    per_tile_names = [t.name for t in per_tile]
     content_targets: list[dict[str, torch.Tensor] | None] = []
     norm: dict[str, torch.Tensor] = {}
     with torch.no_grad():
@@ -350,19 +356,19 @@ def optimise_tiled(
             for k, v in feats.items():
                 norm[k] = norm.get(k, 0) + content_energy(v, cm)
 
-    def statistics(x: torch.Tensor) -> list[dict[str, list[LF.Stats]]]:
+    def statistics(x: torch.Tensor) -> list[dict[str, list[Stats]]]:
         with torch.no_grad():
             return [
-                loss._sums_from_features(loss.encoder(x[..., t.y0 : t.y1, t.x0 : t.x1], layers=style_layers), rm)
+                loss.style_sums_from_features(loss.encoder(x[..., t.y0 : t.y1, t.x0 : t.x1], layers=style_layers), rm)
                 for t, rm in zip(tiles, region)
             ]
 
     def evaluate(x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # pass 1: the whole image's style statistics at x (skipped when one tile is all)
         sums = statistics(x.detach()) if use_style and len(tiles) > 1 else None
-        totals = _sum_all(sums) if sums is not None else None
+        totals = _sum_all(loss, sums) if sums is not None else None
         grad = torch.zeros_like(x)
-        content_value, style_value = 0.0, 0.0
+        values = {t.name: 0.0 for t in loss.terms}
         for i, t in enumerate(tiles):
             crop = x.detach()[..., t.y0 : t.y1, t.x0 : t.x1].clone().requires_grad_(True)
             offset = _subtract(totals, sums[i]) if totals is not None and sums is not None else None
@@ -370,39 +376,41 @@ def optimise_tiled(
                 crop, style_offset=offset, content_target=content_targets[i], masks=region[i],
                 content_mask=core_masks[i], content_norm=norm if use_content else None,
             )
-            # content: this tile's share of the whole image's error; style: the whole image's
-            # loss, whose gradient through this tile's own sums is this tile's part of the
-            # whole-image gradient (its value is the same from every tile)
-            part = loss.content_weight * terms["content"] + loss.style_weight * terms["style"]
+            # "sum" terms (content): this tile's share of the whole image's value; "global" terms
+            # (style): the whole image's value, whose gradient through this tile's own sums is
+            # this tile's part of the whole-image gradient (its value is the same from every tile)
+            part = loss.weighted_total(terms, per_tile_names)
             if part.requires_grad:
                 part.backward()
                 grad[..., t.y0 : t.y1, t.x0 : t.x1] += crop.grad
-            content_value += float(terms["content"].detach())
-            style_value = float(terms["style"].detach())
-        tv_value = 0.0
-        if loss.tv_weight > 0:
+            for term in per_tile:
+                if term.tiling == "sum":
+                    values[term.name] += float(terms[term.name].detach())
+                else:
+                    values[term.name] = float(terms[term.name].detach())
+        for term in whole_image:
+            if not term.active(TermInputs(image=x, encoder=loss.encoder)):
+                continue
             xt = x.detach().clone().requires_grad_(True)
-            tv = LF.tv_loss(xt)
-            (loss.tv_weight * tv).backward()
+            value = term.value(TermInputs(image=xt, encoder=loss.encoder))
+            loss.weighted_total({term.name: value}, [term.name]).backward()
             grad += xt.grad
-            tv_value = float(tv.detach())
+            values[term.name] = float(value.detach())
         x.grad = grad
-        total = loss.content_weight * content_value + loss.style_weight * style_value + loss.tv_weight * tv_value
-        out = {"content": torch.tensor(content_value), "style": torch.tensor(style_value), "tv": torch.tensor(tv_value)}
-        return torch.tensor(total), out
+        total = loss.weighted_total(values)
+        return torch.tensor(total), {name: torch.tensor(v) for name, v in values.items()}
 
-    emit(callback, StageEvent(stage=stage, stages=stages, description=f"scale {stage + 1}/{stages}: {plan.size[1]}x{plan.size[0]} in {len(tiles)} tiles", steps=iterations, done=min(iterations, resume.step if resume is not None else start_step)))
+    emit(callback, StageEvent(stage=opts.stage, stages=opts.stages, description=f"scale {opts.stage + 1}/{opts.stages}: {plan.size[1]}x{plan.size[0]} in {len(tiles)} tiles", steps=opts.iterations, done=min(opts.iterations, resume.step if resume is not None else start_step)))
     image_bytes = init.numel() * init.element_size()
     r = optimise_pixels(
-        init, evaluate, iterations=iterations, optimizer=optimizer, lr=lr, callback=callback, save_every=save_every,
-        stage=stage, stages=stages, early_stop=early_stop, average=average, computes_grad=True,
-        history_size=lbfgs_history_for(plan, optimizer, image_bytes), resume=resume, start_step=start_step,
+        init, evaluate, dataclasses.replace(opts, history_size=lbfgs_history_for(plan, opts.optimizer, image_bytes)),
+        callback=callback, computes_grad=True, resume=resume, start_step=start_step,
     )
     return TiledResult(image=r.image, history=r.history, iterations=r.iterations, stopped=r.stopped, state=r.state)
 
 
 @torch.no_grad()
-def style_sums_tiled(loss: Any, image: torch.Tensor, masks: torch.Tensor | None, *, tile: int, overlap: int) -> dict[str, list[LF.Stats]]:
+def style_sums_tiled(loss: Any, image: torch.Tensor, masks: torch.Tensor | None, *, tile: int, overlap: int) -> dict[str, list[Stats]]:
     """Additive style sums of a large ``image`` computed tile by tile (constant memory); each
     pixel is counted once (tile cores partition the image), overlaps give context."""
     size = (int(image.shape[-2]), int(image.shape[-1]))
@@ -413,16 +421,18 @@ def style_sums_tiled(loss: Any, image: torch.Tensor, masks: torch.Tensor | None,
     for t, c in zip(tiles, cores):
         cm = _core_mask(t, c, image.device)
         feats = loss.encoder(image[..., t.y0 : t.y1, t.x0 : t.x1], layers=list(loss.style_layers))
-        per_tile.append(loss._sums_from_features(feats, _region_masks(cm, masks, t)))
-    return _sum_all(per_tile)
+        per_tile.append(loss.style_sums_from_features(feats, _region_masks(cm, masks, t)))
+    return _sum_all(loss, per_tile)
 
 
-def _sum_all(per_tile: list[dict[str, list[LF.Stats]]]) -> dict[str, list[LF.Stats]]:
+def _sum_all(loss: Any, per_tile: list[dict[str, list[Stats]]]) -> dict[str, list[Stats]]:
+    merge = loss.statistic.merge
     total = per_tile[0]
     for other in per_tile[1:]:
-        total = {layer: [LF.merge_sums(a, b) for a, b in zip(total[layer], other[layer])] for layer in total}
+        total = {layer: [merge(a, b) for a, b in zip(total[layer], other[layer])] for layer in total}
     return total
 
 
-def _subtract(total: dict[str, list[LF.Stats]], part: dict[str, list[LF.Stats]]) -> dict[str, list[LF.Stats]]:
+def _subtract(total: dict[str, list[Stats]], part: dict[str, list[Stats]]) -> dict[str, list[Stats]]:
+    """The sums of the rest of the image (additive statistics: key-wise difference)."""
     return {layer: [{k: a[k] - b[k] for k in a} for a, b in zip(total[layer], part[layer])] for layer in total}
