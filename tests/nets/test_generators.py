@@ -132,7 +132,7 @@ def test_registry_round_trip_and_errors():
         clone.load_state_dict(net.state_dict())
     with pytest.raises(ConfigError, match="did you mean 'johnson'"):
         build_net("jonson")
-    with pytest.raises(ConfigError, match="--arch texture"):
+    with pytest.raises(ConfigError, match="needs arch texture"):
         build_net("johnson", texture=True)
     with pytest.raises(ModelFileError):
         net_from_config("johnson", {"channels": [1, 2], "bogus": 3})

@@ -1,8 +1,32 @@
-"""Generator architectures: Johnson et al.'s transformation network and Ulyanov et al.'s texture network."""
+"""Generator architectures behind one protocol (:mod:`.protocol`), registered by name (:mod:`.registry`).
+
+Importing this package registers the built-in architectures: ``johnson`` and ``johnson-small``
+(:mod:`.johnson`, Johnson et al.'s transformation network) and ``texture`` (:mod:`.texture`,
+Ulyanov et al.'s texture network).
+"""
 
 from .johnson import JOHNSON_PRESETS, TransformerNet
 from .norm import InstanceNorm, frozen_statistics
-from .registry import ARCHS, build_net, net_from_config
+from .protocol import Generator, ImageGenerator, pad_to
+from .registry import ARCHS, ArchSpec, build_net, get_arch, net_from_config, register_arch, twin_net, unregister_arch
 from .texture import TextureNet, positional_noise
 
-__all__ = ["TransformerNet", "TextureNet", "JOHNSON_PRESETS", "ARCHS", "build_net", "net_from_config", "positional_noise", "InstanceNorm", "frozen_statistics"]
+__all__ = [
+    "TransformerNet",
+    "TextureNet",
+    "JOHNSON_PRESETS",
+    "ARCHS",
+    "ArchSpec",
+    "Generator",
+    "ImageGenerator",
+    "build_net",
+    "get_arch",
+    "net_from_config",
+    "register_arch",
+    "unregister_arch",
+    "twin_net",
+    "pad_to",
+    "positional_noise",
+    "InstanceNorm",
+    "frozen_statistics",
+]

@@ -6,6 +6,8 @@ padding, and nearest-neighbour upsampling followed by a convolution instead of t
 convolutions (no checkerboard artefacts, Odena et al. 2016). Input and output follow the
 ``image`` convention: float BCHW RGB in [0, 1]. Any input size works: the image is padded (by
 reflection) to a multiple of 4 inside and cropped back.
+
+Registers the architectures ``johnson`` (the paper's network) and ``johnson-small``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .norm import InstanceNorm
+from .protocol import ImageGenerator
+from .registry import register_arch
 
 __all__ = ["TransformerNet", "JOHNSON_PRESETS", "NORMS", "UPSAMPLES", "OUTPUTS"]
 
@@ -178,16 +182,17 @@ class OutputConv(nn.Module):
         return self.conv(xp)
 
 
-class TransformerNet(nn.Module):
+class TransformerNet(ImageGenerator):
     """Image transformation network (Johnson, Alahi & Fei-Fei 2016) with instance norm.
 
     ``channels``: widths of the three resolution levels; ``n_res``: residual blocks at the
     lowest level; ``separable``: depthwise-separable residual blocks (cheaper); ``outer_kernel``:
     size of the first and last convolution (9 in the paper); ``output``: ``sigmoid`` or ``tanh``
-    (scaled to [0, 1]).
+    (scaled to [0, 1]). The generator protocol (``generate``, ``core_inputs``, export) comes from
+    :class:`~impasto.nets.protocol.ImageGenerator`.
     """
 
-    MULTIPLE = 4  # two stride-2 convolutions
+    multiple = 4  # two stride-2 convolutions
 
     def __init__(
         self,
@@ -230,21 +235,10 @@ class TransformerNet(nn.Module):
         )
         self.out = OutputConv(c1, outer_kernel)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Stylise ``image`` (BCHW in [0, 1], any size) -> same size in [0, 1]."""
-        h, w = image.shape[-2:]
-        ph, pw = self.padding((h, w))
-        x = image
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if (ph < h and pw < w) else "replicate")
-        y = self.core(x)
-        return y[..., :h, :w] if (ph or pw) else y
-
     def padding(self, size: tuple[int, int]) -> tuple[int, int]:
         """Rows and columns to add below/right so ``core`` accepts the size (multiple of 4, >= 16)."""
-        h, w = size
-        m = self.MULTIPLE
-        return max(16, h + (-h) % m) - h, max(16, w + (-w) % m) - w
+        ph, pw = self.padded_size(size)
+        return ph - size[0], pw - size[1]
 
     def core(self, x: torch.Tensor) -> torch.Tensor:
         """The network on an input whose sides are multiples of 4 (>= 16); what ONNX export traces."""
@@ -264,3 +258,19 @@ class TransformerNet(nn.Module):
         y = self.out.reference(x)
         y = torch.sigmoid(y) if self.output == "sigmoid" else (torch.tanh(y) + 1.0) * 0.5
         return y[..., :h, :w]
+
+
+def _preset(name: str) -> dict[str, Any]:
+    """A preset as a model file's ``net_config`` (JSON-friendly: channels as a list)."""
+    config = dict(JOHNSON_PRESETS[name])
+    config["channels"] = list(config["channels"])
+    return config
+
+
+register_arch("johnson", "Johnson et al. transformation network (32/64/128 channels, 5 residual blocks, instance norm)", TransformerNet, defaults=_preset("johnson"))
+register_arch(
+    "johnson-small",
+    "slimmer Johnson network for CPUs/phones (16/32/64 channels, 3 depthwise-separable residual blocks, 5x5 outer convs)",
+    TransformerNet,
+    defaults=_preset("johnson-small"),
+)

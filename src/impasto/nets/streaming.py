@@ -24,9 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .johnson import TransformerNet
 from .norm import InstanceNorm
-from .texture import TextureNet
 
 __all__ = ["NormStreamer", "norm_passes", "receptive_radius", "finish_moments"]
 
@@ -91,57 +89,62 @@ _RADIUS_CACHE: dict[str, int] = {}
 def receptive_radius(net: nn.Module) -> int:
     """How far (in input px) any output pixel or any instance-norm input can see: a tile must
     extend this far beyond its core for the core to be exact. Measured once per architecture
-    and configuration by sending a NaN from the centre of the input through the network."""
+    and configuration by sending NaN from the centre of the input through the network."""
     key = f"{type(net).__name__}:{json.dumps(getattr(net, 'config', {}), sort_keys=True, default=str)}"
     if key not in _RADIUS_CACHE:
         _RADIUS_CACHE[key] = _measure_radius(net)
     return _RADIUS_CACHE[key]
 
 
-def _measure_radius(net: nn.Module) -> int:
+def _reach(net: nn.Module, side: int, block: int) -> tuple[int, int, bool]:
+    """(lowest, highest) input px that NaN in the ``block`` x ``block`` px square at the centre
+    of a ``side`` px input reaches (norm inputs and the output, along either axis), and whether
+    it touched the border. Inputs at lower resolution get the square at their scale."""
     norms = _norms(net)
+    c = side // 2
+    extents: list[tuple[torch.Tensor, int]] = []  # (NaN mask HxW, factor)
+
+    def probe(m: InstanceNorm, x: torch.Tensor) -> torch.Tensor:
+        extents.append((torch.isnan(x).any(dim=(0, 1)), side // x.shape[-2]))
+        return x
+
+    param = next(net.parameters())
+    inputs = []  # every input of the network at its working size: zeros, NaN at the centre
+    for z in net.core_inputs(torch.zeros(1, 3, side, side), (side, side)).values():  # type: ignore[operator]
+        z = torch.zeros(z.shape, dtype=param.dtype, device=param.device)
+        if z.dim() == 4:
+            h, w = z.shape[-2:]
+            z[..., c * h // side : (c + block - 1) * h // side + 1, c * w // side : (c + block - 1) * w // side + 1] = float("nan")
+        inputs.append(z)
+    with _probing(norms, probe), torch.no_grad():
+        y = net.export_module()(*inputs)  # type: ignore[operator]
+    extents.append((torch.isnan(y).any(dim=(0, 1)), 1))
+    lo, hi, touches = c, c + block - 1, False
+    for mask, f in extents:
+        rows = torch.nonzero(mask.any(dim=1)).flatten()
+        cols = torch.nonzero(mask.any(dim=0)).flatten()
+        if rows.numel() == 0:
+            continue
+        touches |= bool(rows[0] == 0 or rows[-1] == mask.shape[0] - 1 or cols[0] == 0 or cols[-1] == mask.shape[1] - 1)
+        lo = min(lo, min(int(rows[0]), int(cols[0])) * f)
+        hi = max(hi, (max(int(rows[-1]), int(cols[-1])) + 1) * f - 1)
+    return lo, hi, touches
+
+
+def _measure_radius(net: nn.Module) -> int:
+    """The largest reach, backwards from an input px at a tile-aligned position (a multiple of
+    the network's ``multiple``) and forwards from the last px before one; with strided layers
+    the reach depends on that phase, and a square of ``multiple`` px covers every phase. The
+    reach of a single px at an aligned position, both ways, is kept as a floor (the halo that
+    tiles of the built-in networks were always planned with)."""
+    m = int(getattr(net, "multiple", 1))
     side = 128
     while True:
         c = side // 2
-        extents: list[tuple[torch.Tensor, int]] = []  # (NaN mask HxW, factor)
-
-        def probe(m: InstanceNorm, x: torch.Tensor) -> torch.Tensor:
-            extents.append((torch.isnan(x).any(dim=(0, 1)), side // x.shape[-2]))
-            return x
-
-        param = next(net.parameters())
-        with _probing(norms, probe), torch.no_grad():
-            if isinstance(net, TextureNet):
-                noise = []
-                for k in range(net.scales):
-                    z = torch.zeros(1, net.noise_channels, side >> k, side >> k, dtype=param.dtype, device=param.device)
-                    z[..., c >> k, c >> k] = float("nan")
-                    noise.append(z)
-                content = None
-                if net.uses_content:
-                    content = torch.zeros(1, 3, side, side, dtype=param.dtype, device=param.device)
-                    content[..., c, c] = float("nan")
-                y = net.core(content, *noise)
-            elif isinstance(net, TransformerNet):
-                x = torch.zeros(1, 3, side, side, dtype=param.dtype, device=param.device)
-                x[..., c, c] = float("nan")
-                y = net.core(x)
-            else:
-                raise TypeError(f"receptive_radius: unsupported network {type(net).__name__}")
-        extents.append((torch.isnan(y).any(dim=(0, 1)), 1))
-        radius, touches = 0, False
-        for mask, f in extents:
-            rows = torch.nonzero(mask.any(dim=1)).flatten()
-            cols = torch.nonzero(mask.any(dim=0)).flatten()
-            if rows.numel() == 0:
-                continue
-            n = mask.shape[0]
-            touches |= bool(rows[0] == 0 or rows[-1] == n - 1 or cols[0] == 0 or cols[-1] == mask.shape[1] - 1)
-            lo = min(int(rows[0]), int(cols[0])) * f
-            hi = (max(int(rows[-1]), int(cols[-1])) + 1) * f - 1
-            radius = max(radius, c - lo, hi - c)
-        if not touches:
-            return radius
+        lo1, hi1, touches1 = _reach(net, side, 1)
+        lo, hi, touches = _reach(net, side, m) if m > 1 else (lo1, hi1, touches1)
+        if not (touches or touches1):
+            return max(c - lo1, hi1 - c, c - lo, hi - (c + m - 1))
         if side >= 4096:
             raise RuntimeError("receptive_radius: the receptive field is wider than 2048 px")
         side *= 2

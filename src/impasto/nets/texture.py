@@ -10,6 +10,9 @@ Noise is *positional*: the value at (scale k, channel c, row y, column x) is a h
 (seed, k, c, y, x) turned into a standard normal. Any crop of an image can therefore regenerate
 exactly its own part of the noise from its position (``origin``), which is what makes tiled
 generation of arbitrarily large images consistent, and a seed fully determines a texture.
+
+Registers the architecture ``texture`` (stylisation, or synthesis from noise alone with
+``content=False``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .norm import InstanceNorm
+from .protocol import pad_to
+from .registry import register_arch
 
 __all__ = ["TextureNet", "positional_noise"]
 
@@ -90,6 +95,7 @@ class TextureNet(nn.Module):
             raise ValueError("scales, channels and noise_channels must be >= 1")
         self.config: dict[str, Any] = {"content": bool(content), "scales": int(scales), "channels": int(channels), "noise_channels": int(noise_channels)}
         self.uses_content = bool(content)
+        self.takes: tuple[str, ...] = ("content", "noise") if content else ("noise",)
         self.scales = int(scales)
         self.noise_channels = int(noise_channels)
         c_in = noise_channels + (3 if content else 0)
@@ -164,6 +170,48 @@ class TextureNet(nn.Module):
             content = F.pad(content, (0, pw - w, 0, ph - h), mode=mode)
         return self.core(content, *self.noise(seeds, (ph, pw), origin, device))[..., :h, :w]
 
+    def generate(
+        self,
+        content: torch.Tensor | None,
+        *,
+        size: tuple[int, int] | None = None,
+        seed: int | Sequence[int] = 0,
+        origin: tuple[int, int] = (0, 0),
+        batch: int = 1,
+    ) -> torch.Tensor:
+        """The protocol's call: ``content`` is ignored by a synthesis network (``size`` and
+        ``batch`` are then used)."""
+        return self(content if self.uses_content else None, size, seed=seed, origin=origin, batch=batch)
+
+    def core_inputs(
+        self, content: torch.Tensor | None, size: tuple[int, int], *, seed: int | Sequence[int] = 0, origin: tuple[int, int] = (0, 0), batch: int = 1
+    ) -> dict[str, torch.Tensor]:
+        """``image`` (stylisation: the content padded to the working size) and ``noise0..K-1``
+        for an output of ``size`` at ``origin``; sample b of the noise uses ``seed + b``."""
+        ph, pw = self.padded_size(size)
+        inputs: dict[str, torch.Tensor] = {}
+        if self.uses_content:
+            if content is None:
+                raise ValueError("this texture network stylises a content image: pass content")
+            inputs["image"] = pad_to(content, (ph, pw)).float().contiguous()
+        b = batch if content is None else int(content.shape[0])
+        seeds = [int(seed) + i for i in range(b)] if isinstance(seed, int) else [int(s) for s in seed]
+        for k, z in enumerate(self.noise(seeds, (ph, pw), origin)):
+            inputs[f"noise{k}"] = z
+        return inputs
+
+    def example_inputs(self) -> dict[str, torch.Tensor]:
+        """Noise (and a random photo) for a 32x48 output, at the working size."""
+        ph, pw = self.padded_size((32, 48))
+        noise = self.noise([0], (ph, pw))
+        inputs = {"image": torch.rand(1, 3, ph, pw)} if self.uses_content else {}
+        inputs.update({f"noise{k}": z for k, z in enumerate(noise)})
+        return inputs
+
+    def export_module(self) -> nn.Module:
+        """A module whose ``forward([image,] noise0, ..., noiseK-1)`` is ``core``."""
+        return _TextureExport(self)
+
     def core(self, content: torch.Tensor | None, *noise: torch.Tensor) -> torch.Tensor:
         """The generator at the padded size: ``content`` (B3HW or None) and K noise tensors."""
         feats = []
@@ -182,3 +230,25 @@ class TextureNet(nn.Module):
             x = torch.cat([self.join_norm_coarse[j](up), self.join_norm_fine[j](feats[k])], dim=1)
             x = self.join_blocks[j](x)
         return torch.sigmoid(self.to_rgb(x))
+
+
+class _TextureExport(nn.Module):
+    """Export wrapper: positional ``[image,] noise0..K-1`` -> ``core``."""
+
+    def __init__(self, net: TextureNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.net.uses_content:
+            return self.net.core(inputs[0], *inputs[1:])
+        return self.net.core(None, *inputs)
+
+
+register_arch(
+    "texture",
+    "Ulyanov et al. multi-scale texture network (noise + downsampled content at 5 scales)",
+    TextureNet,
+    defaults={"content": True, "scales": 5, "channels": 8, "noise_channels": 3},
+    synthesis={"content": False},
+)
