@@ -85,10 +85,11 @@ def test_approximate_statistics_mode(tmp_path, models):
     whole = runner(image, (128, 128))
     approx = stylise_tensor(runner, image, (128, 128), tile=96, overlap=32, stats_edge=64, cell=4)
     assert approx.shape == whole.shape and float((approx - whole).abs().mean()) < 0.1
-    with pytest.raises(ConfigError, match="--stats-edge"):
+    with pytest.raises(ConfigError, match="stats_edge must be") as info:
         ApplyConfig(stats_edge=8)
+    assert info.value.with_flags().startswith("--stats-edge must be")
     pytest.importorskip("onnxruntime")
-    with pytest.raises(UsageError, match="--stats-edge"):
+    with pytest.raises(UsageError, match="stats_edge"):
         stylise_tensor(_onnx_runner(tmp_path, models["johnson-small"]), image, (128, 128), tile=96, overlap=32, stats_edge=64, cell=4)
 
 
@@ -222,3 +223,39 @@ def test_onnx_tiles_with_deduplicated_weights(tmp_path):
     image = _smooth(128, 160)
     tiled = stylise_tensor(runner, image, (128, 160), tile=128, overlap=64, cell=4)
     assert float((tiled - runner(image, (128, 160))).abs().max()) < TOL
+
+
+def test_apply_method_equals_apply_model(tmp_path, models, photo):
+    """The registered ``apply`` method (one image in memory) and ``apply_model`` (files) share one
+    code path: same pixels (up to 8-bit rounding), same metadata plus config and time."""
+    from impasto.image.io import LoadedImage
+    from impasto.methods.ff_apply import ApplyMethod
+    from impasto.methods.registry import get_method
+
+    method = get_method("apply")
+    assert isinstance(method, ApplyMethod) and [i.name for i in method.inputs] == ["model", "image"]
+    src = photo("p.png", 40, 56, alpha=True)
+    config = ApplyConfig(edge=48, strength=0.8, preserve_colors="luminance")
+    written = apply_model(models["johnson-small"], [src], tmp_path / "files", config=config).written[0]
+    on_disk = load_image(written)
+    result = method.run(config, {"model": models["johnson-small"], "image": src})
+    assert float((result.image - on_disk.image).abs().max()) <= 0.5 / 255 + 1e-6
+    saved = load_image(result.save(tmp_path / "mem.png"))
+    assert torch.equal(saved.image, on_disk.image) and torch.equal(saved.alpha, on_disk.alpha)
+    file_meta = read_metadata(written)
+    assert file_meta["method"] == "feedforward" and result.manifest["method"] == "apply"
+    assert {k: v for k, v in result.manifest.items() if k not in ("method", "config", "time_s")} == {k: v for k, v in file_meta.items() if k != "method"}
+    assert result.manifest["config"]["strength"] == 0.8 and result.manifest["time_s"] >= 0
+    # a LoadedImage or a tensor gives the same pixels
+    loaded = load_image(src)
+    assert torch.equal(method.run(config, {"model": models["johnson-small"], "image": loaded}).image, result.image)
+    assert torch.equal(method.run(config, {"model": models["johnson-small"], "image": loaded.image}).image, result.image)
+    # texture synthesis: no image
+    tex = method.run(ApplyConfig(size="40x72", seed=3), {"model": models["texture-synth"]})
+    tex_file = apply_model(models["texture-synth"], [], tmp_path / "tex", size="40x72", seed=3).written[0]
+    assert float((tex.image - load_image(tex_file).image).abs().max()) <= 0.5 / 255 + 1e-6
+    assert tex.manifest["seed"] == 3 and tex.manifest["size"] == [40, 72]
+    with pytest.raises(UsageError, match="no input images"):
+        method.run(ApplyConfig(), {"model": models["texture-synth"], "image": src})
+    with pytest.raises(UsageError, match="give an image"):
+        method.run(ApplyConfig(), {"model": models["johnson-small"]})

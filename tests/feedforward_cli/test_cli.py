@@ -58,8 +58,9 @@ def test_train_resume_apply_export_round_trip(tmp_path, photo, capsys):
     # resume reads style, data and settings from the run folder; only --steps is given
     assert run("train", "--resume", "-o", run_dir, "--steps", "3") == 0
     assert json.loads((run_dir / "config.json").read_text())["step"] == 3
-    with pytest.raises(UsageError, match="--resume"):
+    with pytest.raises(UsageError) as info:
         run("train", "--style", style, "--data", photos, "-o", run_dir, "--steps", "2", *common)
+    assert "--resume" in info.value.with_flags()  # what the CLI prints (library messages name parameters)
     with pytest.raises(ConfigError, match="lr"):
         run("train", "--resume", "-o", run_dir, "--steps", "4", "--lr", "0.1")
     with pytest.raises(UsageError, match="--data"):
@@ -90,8 +91,9 @@ def test_apply_errors_are_impasto_errors(tmp_path, photo):
     (tmp_path / "bad.pt").write_bytes(b"nope")
     with pytest.raises(ModelFileError, match="bad.pt"):
         run("apply", tmp_path / "bad.pt", photo(), "-o", tmp_path / "o")
-    with pytest.raises(ConfigError, match="--strength"):
+    with pytest.raises(ConfigError, match="strength") as info:
         run("apply", tmp_path / "bad.pt", photo(), "-o", tmp_path / "o", "--strength", "2")
+    assert info.value.with_flags() == "--strength must be in [0, 1], got 2.0"
     with pytest.raises(ModelFileError):
         run("export", tmp_path / "bad.pt")
 
@@ -119,3 +121,20 @@ def test_tune_allocator_in_a_subprocess():
     assert result.returncode in (0, 3), result.stderr  # 3: not glibc (then it is a no-op)
     if sys.platform.startswith("linux"):
         assert result.returncode == 0
+
+
+def test_library_messages_name_parameters_and_the_cli_shows_flags(tmp_path, models, photo, capsys):
+    from impasto.cli.main import main
+    from impasto.methods.feedforward import ApplyConfig, TrainConfig, export_model
+
+    with pytest.raises(ConfigError) as info:
+        ApplyConfig(overlap=800)
+    assert str(info.value) == "overlap (800) must be smaller than max_tile (768)" and info.value.params == ("overlap", "max_tile")
+    with pytest.raises(ConfigError, match="^train_size must be >= 16 px, got 8$"):
+        TrainConfig(train_size=8)
+    with pytest.raises(ConfigError, match="^opset must be >= 17, got 11$"):
+        export_model(models["johnson-small"], tmp_path / "m.onnx", opset=11)
+    assert main(["apply", str(models["johnson-small"]), str(photo()), "-o", str(tmp_path / "o"), "--overlap", "800"]) == 2
+    assert "--overlap (800) must be smaller than --max-tile (768)" in capsys.readouterr().err
+    assert main(["export", str(models["johnson-small"]), "--opset", "11"]) == 2
+    assert "--opset must be >= 17, got 11" in capsys.readouterr().err

@@ -103,8 +103,9 @@ def test_texture_mode_trains_without_photos(tmp_path, style_file, tiny):
     model = load_model(model_path)
     assert model.texture
     assert (tmp_path / "tex" / "previews" / "step_000002" / "00.png").is_file()
-    with pytest.raises(ConfigError, match="--arch texture"):
+    with pytest.raises(ConfigError, match="needs arch texture") as info:
         TrainConfig(arch="johnson", texture=True)
+    assert info.value.params == ("arch",) and "--arch texture" in info.value.with_flags()
 
 
 def test_bad_model_files_raise_model_file_error(tmp_path, photo_folder, style_file, tiny):
@@ -134,8 +135,9 @@ def test_bad_model_files_raise_model_file_error(tmp_path, photo_folder, style_fi
 def test_resume_rules(tmp_path, photo_folder, style_file, tiny):
     config = TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 2, "checkpoint_every": 1})
     train(config, style_file, photo_folder, tmp_path / "run")
-    with pytest.raises(UsageError, match="--resume"):
+    with pytest.raises(UsageError, match="continue it with resume") as info:
         train(config, style_file, photo_folder, tmp_path / "run")
+    assert "with --resume" in info.value.with_flags()
     with pytest.raises(ConfigError, match="lr"):
         train(TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 3, "lr": 0.5}), style_file, photo_folder, tmp_path / "run", resume=True)
     with pytest.raises(UsageError, match="nothing to resume"):

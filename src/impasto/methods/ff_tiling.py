@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError, ModelFileError, UsageError
+from ..nets.protocol import pad_to
 from ..nets.streaming import NormStreamer, Sums, core_sums, finish_moments, receptive_radius
 
 if TYPE_CHECKING:
-    from .feedforward import ApplyConfig, LoadedModel
+    from .ff_apply import ApplyConfig
+    from .ff_model import LoadedModel
 
 __all__ = ["TorchRunner", "OnnxRunner", "auto_tile", "stylise_tensor", "plan_cores", "cells"]
 
@@ -37,8 +38,9 @@ Box = tuple[int, int, int, int]  # y0, y1, x0, x1
 
 
 def cells(net: torch.nn.Module) -> int:
-    """Tile origins must be multiples of this for tiles to reproduce the whole-image result."""
-    return int(getattr(net, "multiple", None) or getattr(net, "MULTIPLE", 4))
+    """Tile origins must be multiples of this for tiles to reproduce the whole-image result
+    (the network's ``multiple``)."""
+    return int(net.multiple)  # type: ignore[arg-type]
 
 
 def auto_tile(size: tuple[int, int], max_tile: int, overlap: int, cell: int, *, whole_pixels: int | None = None) -> int:
@@ -99,13 +101,15 @@ class TorchRunner:
         self.net.to(device=self.device, memory_format=self.memory_format)
         self.seed = config.seed
 
+    @property
+    def multiple(self) -> int:
+        """Tile origins are multiples of this (the network's ``multiple``)."""
+        return cells(self.net)
+
     def __call__(self, image: torch.Tensor | None, size: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
         with torch.inference_mode():
             x = None if image is None else image.to(device=self.device, memory_format=self.memory_format)
-            if self.model.arch == "texture":
-                y = self.net(x if not self.model.texture else None, size, seed=self.seed, origin=origin)
-            else:
-                y = self.net(x)
+            y = self.net.generate(x, size=size, seed=self.seed, origin=origin)  # type: ignore[operator]
             return y.float().cpu().contiguous()
 
     @property
@@ -118,7 +122,7 @@ class TorchRunner:
         """A :class:`_TorchStream`; the network's norms are back to normal afterwards."""
         m = cells(self.net)
         side = max(16, 2 * m)
-        tiny = None if self.model.arch == "texture" and self.model.texture else torch.rand(1, 3, side, side)
+        tiny = torch.rand(1, 3, side, side) if "content" in self.net.takes else None  # type: ignore[operator]
         with NormStreamer(self.net, lambda: self(tiny, (side, side))) as streamer:
             yield _TorchStream(self, streamer)
 
@@ -148,7 +152,7 @@ class OnnxRunner:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise UsageError("--runtime onnx needs onnxruntime: pip install 'impasto[onnx]'") from None
+            raise UsageError("runtime onnx needs onnxruntime: pip install 'impasto[onnx]'", params="runtime") from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -160,39 +164,22 @@ class OnnxRunner:
             raise ModelFileError(f"{onnx_path}: not a loadable ONNX model ({str(exc).splitlines()[0][:160]})") from None
         self.path = Path(onnx_path)
         self.meta = meta
-        self.multiple = int(meta.get("multiple", 4))
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
         self.seed = config.seed
         self.arch = str(meta["arch"])
         self.net_config = dict(meta.get("net_config", {}))
-        self.helper: Any = None
-        if self.arch == "texture":
-            from ..nets.texture import TextureNet
+        from ..nets.registry import twin_net
 
-            self.helper = TextureNet(**self.net_config)  # computes sizes and noise; its weights are unused
+        self.net = twin_net(self.arch, self.net_config)  # sizes, noise and receptive field; its weights are unused
+        self.multiple = cells(self.net)
         self._graph: _FrozenGraph | None = None
         self._affine: dict[str, Any] | None = None  # frozen scale/shift inputs while streaming
 
     def _feeds(self, image: torch.Tensor | None, size: tuple[int, int], origin: tuple[int, int]) -> dict[str, Any]:
-        h, w = size
-        if self.helper is not None:
-            ph, pw = self.helper.padded_size((h, w))
-        else:
-            m = self.multiple
-            ph, pw = max(16, h + (-h) % m), max(16, w + (-w) % m)
-        feeds: dict[str, Any] = {}
-        if image is not None and "image" in self.inputs:
-            x = image
-            if (ph, pw) != (h, w):
-                x = F.pad(x, (0, pw - w, 0, ph - h), mode="reflect" if (ph - h < h and pw - w < w) else "replicate")
-            feeds["image"] = x.float().contiguous().numpy()
-        if self.helper is not None:
-            b = 1 if image is None else int(image.shape[0])
-            noise = self.helper.noise([self.seed + i for i in range(b)], (ph, pw), origin)
-            for k, z in enumerate(noise):
-                feeds[f"noise{k}"] = z.numpy()
-        return feeds
+        """The graph's inputs for an output of ``size`` at ``origin``, as the network makes them."""
+        inputs = self.net.core_inputs(image if "content" in self.net.takes else None, size, seed=self.seed, origin=origin)  # type: ignore[operator]
+        return {name: t.numpy() for name, t in inputs.items() if name in self.inputs}
 
     def __call__(self, image: torch.Tensor | None, size: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
         h, w = size
@@ -207,9 +194,7 @@ class OnnxRunner:
     @property
     def halo(self) -> int:
         """Receptive radius of the network in px (measured on a PyTorch twin of the graph)."""
-        from ..nets.registry import net_from_config
-
-        return receptive_radius(self.helper if self.helper is not None else net_from_config(self.arch, self.net_config))
+        return receptive_radius(self.net)
 
     @contextlib.contextmanager
     def streaming(self) -> Iterator[Any]:
@@ -223,7 +208,7 @@ class OnnxRunner:
             self._affine = None
 
     def frozen(self, reference: torch.Tensor | None, size: tuple[int, int]) -> Any:
-        raise UsageError("--stats-edge (approximate statistics) works with --runtime torch only; leave it at 0 for exact tiles")
+        raise UsageError("stats_edge (approximate statistics) works with runtime torch only; leave it at 0 for exact tiles", params=("stats_edge", "runtime"))
 
 
 class _FrozenGraph:
@@ -338,9 +323,7 @@ def stylise_tensor(runner: Any, image: torch.Tensor | None, size: tuple[int, int
     if not tile or (h <= tile and w <= tile):
         return runner(image, (h, w))
     ch, cw = -(-h // cell) * cell, -(-w // cell) * cell
-    canvas = image
-    if image is not None and (ch, cw) != (h, w):
-        canvas = F.pad(image, (0, cw - w, 0, ch - h), mode="reflect" if (ch - h < h and cw - w < w) else "replicate")
+    canvas = None if image is None else pad_to(image, (ch, cw))
     if stats_edge:
         return _stylise_approximate(runner, image, canvas, size, (ch, cw), tile=tile, overlap=overlap, stats_edge=stats_edge, cell=cell)
     halo = runner.halo
@@ -372,7 +355,7 @@ def _stylise_approximate(runner: Any, image: torch.Tensor | None, canvas: torch.
     from ..image.tiles import feather_weight, plan_tiles
 
     if stats_edge < 16:
-        raise ConfigError(f"stats_edge must be 0 (exact) or >= 16 px, got {stats_edge}")
+        raise ConfigError(f"stats_edge must be 0 (exact) or >= 16 px, got {stats_edge}", params="stats_edge")
     h, w = size
     ch, cw = padded
     t = max(1, tile // cell)

@@ -1,0 +1,347 @@
+"""Applying a trained feed-forward model: one image in memory (the registered ``apply`` method) or
+files and folders in a batch (:func:`apply_model`); both go through :func:`stylise_photo`.
+
+A self-describing model file (``model.pt``, or an exported ``.onnx``) is opened without any flags
+(:class:`ModelSession`); images are stylised whole or tile by tile (see :mod:`.ff_tiling`: the
+whole image's instance-norm statistics are computed exactly in streaming passes over the tiles,
+so tiled output equals the whole-image output, with PyTorch and with ONNX Runtime). A texture
+model (trained with ``texture=True``) takes no image: it synthesises ``config.size``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from .._version import __version__
+from ..config import check_rules, config_from_mapping, config_to_dict
+from ..errors import ConfigError, ImageError, ModelFileError, OutputError, UsageError
+from ..features import DEFAULT_DEVICE
+from ..image.io import DEFAULT_MAX_PIXELS
+from ..progress import Event, MessageEvent, StageEvent, StepEvent, emit
+from .ff_export import export_model, read_onnx_meta
+from .ff_model import load_model, resolve_model_path
+from .ff_tiling import OnnxRunner, TorchRunner, auto_tile, stylise_tensor
+from .registry import Input
+from .result import Result
+
+__all__ = ["ApplyConfig", "ApplyResult", "ApplyMethod", "ModelSession", "COLOR_MODES", "RUNTIMES", "OUTPUT_FORMATS", "apply_model", "parse_size", "stylise_photo"]
+
+COLOR_MODES = ("none", "luminance", "histogram")
+RUNTIMES = ("auto", "torch", "onnx")
+OUTPUT_FORMATS = ("png", "jpg", "webp", "tif")
+
+
+def _h(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class ApplyConfig:
+    """Options of ``impasto apply``."""
+
+    edge: int = field(default=0, metadata=_h("resize so the longest side is this many px before stylising (0 = keep the size)"))
+    strength: float = field(default=1.0, metadata=_h("blend with the photo: 0 = the photo, 1 = fully stylised"))
+    preserve_colors: str = field(default="none", metadata=_h("keep the photo's colours: luminance (stylised luminance + photo chroma) or histogram (match the result's colour statistics to the photo)", choices=COLOR_MODES))
+    tile: int = field(default=0, metadata=_h("tile side in px (the network's memory stays constant); 0 = automatic: images up to --whole-pixels run whole, bigger ones in tiles of at most --max-tile"))
+    whole_pixels: int = field(default=1024 * 1024, metadata=_h("automatic tiling: images with at most this many pixels run whole (about 0.9 GB for johnson at 1024x1024)"))
+    max_tile: int = field(default=768, metadata=_h("automatic tiling: largest tile side in px"))
+    overlap: int = field(default=64, metadata=_h("automatic tile size and --stats-edge mode: overlap between tiles in px (exact tiles always extend the network's receptive radius beyond their core)"))
+    stats_edge: int = field(default=0, metadata=_h("tiled mode: 0 = exact whole-image instance-norm statistics (streamed over the tiles; tiles equal the whole-image result); N = approximate them on a copy downscaled to N px (faster; torch runtime only)"))
+    runtime: str = field(default="auto", metadata=_h("inference engine: torch, onnx (ONNX Runtime on the CPU), auto (onnx for .onnx files, else torch)", choices=RUNTIMES))
+    device: str = field(default=DEFAULT_DEVICE, metadata=_h("torch runtime device: cpu, auto, cuda, cuda:N, mps"))
+    channels_last: bool = field(default=False, metadata=_h("torch runtime: channels-last memory format (try it on GPUs; slower on CPUs here)"))
+    seed: int = field(default=0, metadata=_h("noise seed for texture networks (different seeds, different textures)"))
+    size: str = field(default="512x512", metadata=_h("texture synthesis (--texture models, no input images): output size HxW", metavar="HxW"))
+    suffix: str = field(default="", metadata=_h("added to each output name before the extension, e.g. _styled"))
+    format: str = field(default="png", metadata=_h("output format", choices=OUTPUT_FORMATS))
+    bit_depth: int = field(default=8, metadata=_h("bits per channel (16 for png/tif)", choices=(8, 16)))
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=_h("refuse input images with more pixels than this (decompression-bomb guard)"))
+
+    def __post_init__(self) -> None:
+        check_rules([
+            (self.edge >= 0, "edge", f"edge must be >= 0, got {self.edge}"),
+            (0.0 <= self.strength <= 1.0, "strength", f"strength must be in [0, 1], got {self.strength}"),
+            (self.tile == 0 or self.tile >= 16, "tile", f"tile must be 0 (automatic) or >= 16 px, got {self.tile}"),
+            (self.max_tile >= 64, "max_tile", f"max_tile must be >= 64 px, got {self.max_tile}"),
+            (self.whole_pixels >= 0, "whole_pixels", f"whole_pixels must be >= 0, got {self.whole_pixels}"),
+            (self.tile or self.overlap < self.max_tile, ("overlap", "max_tile"), f"overlap ({self.overlap}) must be smaller than max_tile ({self.max_tile})"),
+            (self.overlap >= 0, "overlap", f"overlap must be >= 0, got {self.overlap}"),
+            (self.tile == 0 or self.overlap < self.tile, ("overlap", "tile"), f"overlap ({self.overlap}) must be smaller than tile ({self.tile})"),
+            (self.stats_edge == 0 or self.stats_edge >= 16, "stats_edge", f"stats_edge must be 0 (exact) or >= 16 px, got {self.stats_edge}"),
+            (self.preserve_colors in COLOR_MODES, "preserve_colors", f"preserve_colors {self.preserve_colors!r}: choose from {', '.join(COLOR_MODES)}"),
+            (self.runtime in RUNTIMES, "runtime", f"runtime {self.runtime!r}: choose from {', '.join(RUNTIMES)}"),
+            (self.format in OUTPUT_FORMATS, "format", f"format {self.format!r}: choose from {', '.join(OUTPUT_FORMATS)}"),
+            (self.bit_depth in (8, 16), "bit_depth", f"bit_depth must be 8 or 16, got {self.bit_depth}"),
+            (self.bit_depth == 8 or self.format in ("png", "tif"), ("bit_depth", "format"), "bit_depth 16 needs format png or tif"),
+            ("/" not in self.suffix and "\\" not in self.suffix, "suffix", f"suffix {self.suffix!r} must not contain a path separator"),
+        ])
+        parse_size(self.size)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x768"`` (height x width) or ``"512"`` (square) -> (h, w)."""
+    parts = str(text).lower().replace("×", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"size {text!r}: expected HxW in pixels, e.g. 512x768", params="size") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 16:
+        raise ConfigError(f"size {text!r}: expected HxW with both sides >= 16 px", params="size")
+    return values[0], values[1]
+
+
+@dataclass
+class ApplyResult:
+    """What ``apply_model`` wrote and which inputs failed (with the reason)."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _emit_warning(callback: Callable[[Event], None] | None, text: str) -> None:
+    emit(callback, MessageEvent(text, level="warning"))
+
+
+def _onnx_for(model_path: Path, *, callback: Callable[[Event], None] | None) -> tuple[Path, dict[str, Any], Any]:
+    """An ONNX file for ``model_path`` (itself, a sibling ``.onnx``, or exported to a temp dir)."""
+    if model_path.suffix.lower() == ".onnx":
+        return model_path, read_onnx_meta(model_path), None
+    sibling = model_path.with_suffix(".onnx")
+    if sibling.is_file() and sibling.stat().st_mtime >= model_path.stat().st_mtime:
+        return sibling, read_onnx_meta(sibling), None
+    tmpdir = tempfile.TemporaryDirectory(prefix="impasto-onnx-")
+    target = Path(tmpdir.name) / "model.onnx"
+    emit(callback, MessageEvent(f"exporting {model_path} to ONNX for this run (save time next run: impasto export {model_path})"))
+    export_model(model_path, target, format="onnx")
+    return target, read_onnx_meta(target), tmpdir
+
+
+class ModelSession:
+    """A model opened for applying: its runner (PyTorch or ONNX Runtime), its description
+    (``meta``), the tile cell (the network's ``multiple``) and whether it takes a photo.
+
+    Use as a context manager (an ONNX file exported for this run is deleted at the end).
+    """
+
+    def __init__(self, model_path: str | os.PathLike[str], config: ApplyConfig, *, callback: Callable[[Event], None] | None = None) -> None:
+        self.model_file = resolve_model_path(model_path)
+        runtime = config.runtime
+        if runtime == "auto":
+            runtime = "onnx" if self.model_file.suffix.lower() == ".onnx" else "torch"
+        self.runtime = runtime
+        self._tmp: Any = None
+        self.runner: Any
+        if runtime == "onnx":
+            if not self.model_file.exists():
+                raise ModelFileError(f"{self.model_file}: no such model file")
+            onnx_path, self.meta, self._tmp = _onnx_for(self.model_file, callback=callback)
+            self.runner = OnnxRunner(onnx_path, self.meta, config)
+        else:
+            loaded = load_model(self.model_file, device=config.device)
+            self.meta = loaded.meta
+            self.runner = TorchRunner(loaded, config)
+        self.cell = int(self.runner.multiple)
+        self.takes_photo = "content" in self.runner.net.takes
+
+    def describe(self, method: str, config: ApplyConfig) -> dict[str, Any]:
+        """The metadata every output of this model carries."""
+        return {
+            "impasto": __version__,
+            "method": method,
+            "arch": self.meta.get("arch"),
+            "model": self.model_file.name,
+            "style": self.meta.get("style_name"),
+            "style_sha256": self.meta.get("style_sha256"),
+            "steps": self.meta.get("steps"),
+            "licence": self.meta.get("licence", ""),
+            "runtime": self.runtime,
+            "strength": config.strength,
+            "preserve_colors": config.preserve_colors,
+        }
+
+    def close(self) -> None:
+        """Delete the ONNX file exported for this session, if any."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> ModelSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def stylise_photo(session: ModelSession, photo: torch.Tensor, config: ApplyConfig) -> tuple[torch.Tensor, tuple[int, int], int]:
+    """One photo (1x3xHxW in [0, 1]) through the model: resized to ``config.edge``, whole or in
+    tiles, colours preserved and blended by ``config.strength``. Returns (image, size, tile)."""
+    from ..image.color import match_color, transfer_luminance
+    from ..image.resize import resize_to_edge
+
+    if config.edge and max(photo.shape[-2:]) != config.edge:
+        photo = resize_to_edge(photo, config.edge)
+    size = (int(photo.shape[-2]), int(photo.shape[-1]))
+    tile = config.tile or auto_tile(size, config.max_tile, config.overlap, session.cell, whole_pixels=config.whole_pixels)
+    y = stylise_tensor(session.runner, photo, size, tile=tile, overlap=config.overlap, stats_edge=config.stats_edge, cell=session.cell)
+    if config.preserve_colors == "luminance":
+        y = transfer_luminance(y, photo)
+    elif config.preserve_colors == "histogram":
+        y = match_color(y, photo)
+    if config.strength < 1.0:
+        y = config.strength * y + (1.0 - config.strength) * photo
+    return y.clamp(0, 1), size, tile
+
+
+def synthesise(session: ModelSession, config: ApplyConfig) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A texture model's image of ``config.size`` from noise seeded by ``config.seed``."""
+    size = parse_size(config.size)
+    tile = config.tile or auto_tile(size, config.max_tile, config.overlap, session.cell, whole_pixels=config.whole_pixels)
+    return stylise_tensor(session.runner, None, size, tile=tile, overlap=config.overlap, stats_edge=config.stats_edge, cell=session.cell), size
+
+
+def _no_images_message(model_file: Path) -> str:
+    return f"{model_file}: a texture-synthesis model takes no input images; set the output dimensions with size HxW"
+
+
+def _expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
+    """(file, relative output stem) for every input file; folders are scanned recursively."""
+    from ..data.folder import IMAGE_EXTENSIONS
+
+    items: list[tuple[Path, Path]] = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            files = sorted((f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS), key=lambda f: f.relative_to(p).as_posix())
+            items += [(f, f.relative_to(p).with_suffix("")) for f in files]
+        else:
+            items.append((p, Path(p.stem)))
+    return items
+
+
+def apply_model(
+    model_path: str | os.PathLike[str],
+    images: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] = (),
+    out_dir: str | os.PathLike[str] = "styled",
+    *,
+    config: ApplyConfig | None = None,
+    callback: Callable[[Event], None] | None = None,
+    **overrides: Any,
+) -> ApplyResult:
+    """Stylise ``images`` (files and/or folders) with a trained model into ``out_dir``.
+
+    Outputs are ``OUT_DIR/<stem><suffix>.<format>`` (a folder input keeps its subfolders), with
+    the input's alpha channel re-attached and the parameters stored as metadata. A texture
+    model (trained with ``texture=True``) needs no images: it writes ``texture_<seed>.<format>``
+    at ``config.size``. One bad input file raises its ImageError; in a batch, bad files are
+    skipped, reported in ``ApplyResult.failed`` and as warnings, and the rest is written.
+    Keyword ``overrides`` (edge=, strength=, tile=, runtime=, ...) replace fields of ``config``.
+    """
+    from ..image.io import load_image, save_image
+
+    config = config or ApplyConfig()
+    if overrides:
+        config = config_from_mapping(ApplyConfig, {**config_to_dict(config), **overrides})
+    if isinstance(images, (str, os.PathLike)):
+        images = [images]
+    with ModelSession(model_path, config, callback=callback) as session:
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"{out}: exists and is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        base_meta = session.describe("feedforward", config)
+        result = ApplyResult()
+        t0 = time.perf_counter()
+        ext = "." + config.format
+
+        if not session.takes_photo:
+            if images:
+                raise UsageError(_no_images_message(session.model_file), params="size")
+            y, size = synthesise(session, config)
+            target = out / f"texture_{config.seed}{config.suffix}{ext}"
+            save_image(target, y, metadata={**base_meta, "seed": config.seed, "size": list(size)}, bit_depth=config.bit_depth)
+            result.written.append(target)
+            result.seconds = time.perf_counter() - t0
+            return result
+
+        items = _expand_inputs(images)
+        if not items:
+            raise UsageError("no input images (give image files or folders)" if not images else f"no images found in {', '.join(str(i) for i in images)}")
+        single = len(items) == 1 and not Path(images[0]).is_dir()
+        taken: set[Path] = set()
+        emit(callback, StageEvent(0, 1, "stylising", len(items)))
+        for n, (src, rel) in enumerate(items, 1):
+            target = out / rel.parent / f"{rel.name}{config.suffix}{ext}"
+            k = 1
+            while target in taken:
+                target = out / rel.parent / f"{rel.name}{config.suffix}_{k}{ext}"
+                k += 1
+            taken.add(target)
+            try:
+                img = load_image(src, max_pixels=config.max_pixels)
+            except ImageError as exc:
+                if single:
+                    raise
+                result.failed.append((str(src), str(exc)))
+                _emit_warning(callback, str(exc))
+                emit(callback, StepEvent(step=n, total=len(items), losses={}))
+                continue
+            y, size, tile = stylise_photo(session, img.image, config)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_image(target, y, alpha=img.alpha, metadata={**base_meta, "source": src.name, "size": list(size), "tile": tile}, bit_depth=config.bit_depth)
+            result.written.append(target)
+            emit(callback, StepEvent(step=n, total=len(items), losses={}))
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+class ApplyMethod:
+    """Stylise one image in memory with a trained feed-forward model (or synthesise a texture)."""
+
+    name = "apply"
+    summary = "stylise an image with a trained feed-forward network (fast, any size)"
+    Config = ApplyConfig
+    inputs = (
+        Input("model", "model", "trained model file (model.pt, .onnx) or training folder"),
+        Input("image", "image", "the photo (not needed for texture-synthesis models)", required=False),
+    )
+    context: tuple[str, ...] = ()
+
+    def run(self, config: ApplyConfig, inputs: Mapping[str, Any], *, callback: Callable[[Event], None] | None = None, **context: Any) -> Result:
+        """Stylise ``inputs["image"]`` (a path, a LoadedImage or a 1x3xHxW tensor) with
+        ``inputs["model"]``; the manifest holds what :func:`apply_model` embeds in its files plus
+        the config and the time."""
+        from .inputs import load_input
+
+        t0 = time.perf_counter()
+        with ModelSession(inputs["model"], config, callback=callback) as session:
+            emit(callback, StageEvent(0, 1, "stylising", 1))
+            meta = session.describe(self.name, config)
+            alpha = None
+            if not session.takes_photo:
+                if inputs.get("image") is not None:
+                    raise UsageError(_no_images_message(session.model_file), params="size")
+                y, size = synthesise(session, config)
+                meta.update(seed=config.seed, size=list(size))
+            else:
+                if inputs.get("image") is None:
+                    raise UsageError(f"{session.model_file}: this model stylises a photo; give an image")
+                photo, alpha, info = load_input(inputs["image"], "image", config.max_pixels)
+                y, size, tile = stylise_photo(session, photo, config)
+                meta.update(source=Path(info["path"]).name if info.get("path") else None, size=list(size), tile=tile)
+            emit(callback, StepEvent(step=1, total=1, losses={}))
+        manifest = {**meta, "config": config_to_dict(config), "time_s": round(time.perf_counter() - t0, 3)}
+        return Result(image=y, alpha=alpha, manifest=manifest)

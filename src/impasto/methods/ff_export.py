@@ -1,0 +1,108 @@
+"""Exporting a trained model to ONNX or TorchScript, and reading an exported ONNX file's description.
+
+The network says what to trace (``export_module()`` and ``example_inputs()``, see
+:mod:`impasto.nets.protocol`); this module adds the dynamic axes, the model's description as
+metadata (ONNX ``impasto`` property; TorchScript extra file ``impasto.json``) and writes the file
+atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import atomic_path
+from ..config import check_rules
+from ..errors import ModelFileError, UsageError
+from .ff_model import MODEL_FORMAT, load_model
+
+__all__ = ["EXPORT_FORMATS", "export_model", "read_onnx_meta", "dynamic_axes"]
+
+EXPORT_FORMATS = ("onnx", "torchscript")
+
+
+def dynamic_axes(inputs: dict[str, torch.Tensor]) -> dict[str, dict[int, str]]:
+    """Every input and the output (``stylised``) take any batch; 4-D inputs any height and width.
+
+    The content image (``image``) shares the output's ``height`` and ``width``; every other
+    input (noise at other scales, ...) has sizes of its own (``heightK``/``widthK``, K its index).
+    """
+    axes: dict[str, dict[int, str]] = {}
+    for k, (name, tensor) in enumerate(inputs.items()):
+        axes[name] = {0: "batch"}
+        if tensor.dim() == 4:
+            axes[name].update({2: "height" if name == "image" else f"height{k}", 3: "width" if name == "image" else f"width{k}"})
+    axes["stylised"] = {0: "batch", 2: "height", 3: "width"}
+    return axes
+
+
+def export_model(model_path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *, format: str = "onnx", opset: int = 17) -> Path:
+    """Export a model file to ONNX (dynamic batch, height and width) or TorchScript.
+
+    The exported network takes sides that are multiples of the network's ``multiple`` (stored in
+    the metadata as ``multiple``; the input names as ``inputs``): ``apply`` pads and crops around
+    it. The model's description (architecture, style, steps, licence) is stored in the file
+    (ONNX metadata ``impasto``; TorchScript extra file ``impasto.json``).
+    """
+    check_rules([
+        (format in EXPORT_FORMATS, "format", f"format {format!r}: choose from {', '.join(EXPORT_FORMATS)}"),
+        (opset >= 17, "opset", f"opset must be >= 17, got {opset}"),
+    ])
+    loaded = load_model(model_path)
+    net = loaded.net.cpu().eval()
+    target = Path(out) if out is not None else loaded.path.with_suffix(".onnx" if format == "onnx" else ".torchscript.pt")
+    if target.is_dir():
+        target = target / (loaded.path.stem + (".onnx" if format == "onnx" else ".torchscript.pt"))
+    meta = dict(loaded.meta)
+    wrapper = net.export_module()  # type: ignore[operator]
+    inputs = net.example_inputs()  # type: ignore[operator]
+    names = list(inputs)
+    args = tuple(inputs.values())
+    meta["multiple"] = int(net.multiple)  # type: ignore[arg-type]
+    meta["inputs"] = names
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if format == "onnx":
+            try:
+                import onnx
+            except ImportError:
+                raise UsageError("ONNX export needs the onnx package: pip install 'impasto[onnx]'") from None
+            with atomic_path(target) as tmp:
+                torch.onnx.export(wrapper, args, str(tmp), dynamo=False, opset_version=opset, input_names=names, output_names=["stylised"], dynamic_axes=dynamic_axes(inputs), do_constant_folding=True)
+                model = onnx.load(str(tmp))
+                entry = model.metadata_props.add()
+                entry.key, entry.value = "impasto", json.dumps(meta, default=str)
+                model.producer_name = "impasto"
+                onnx.save(model, str(tmp))
+        else:
+            traced = torch.jit.trace(wrapper, args, check_trace=False)
+            with atomic_path(target) as tmp:
+                torch.jit.save(traced, str(tmp), _extra_files={"impasto.json": json.dumps(meta, default=str)})
+    return target
+
+
+def read_onnx_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The impasto description stored in an exported ONNX file."""
+    try:
+        import onnx
+    except ImportError:
+        raise UsageError("reading ONNX models needs the onnx package: pip install 'impasto[onnx]'") from None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelFileError(f"{path}: not a readable ONNX file ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if "impasto" not in props:
+        raise ModelFileError(f"{path}: an ONNX file that impasto did not export (no 'impasto' metadata)")
+    try:
+        meta = json.loads(props["impasto"])
+    except json.JSONDecodeError:
+        raise ModelFileError(f"{path}: corrupt impasto metadata in the ONNX file") from None
+    if meta.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path}: not an impasto feed-forward model")
+    return meta

@@ -1,0 +1,347 @@
+"""Training a feed-forward network for one style: the recipe over :func:`impasto.optim.train_loop.train_loop`.
+
+Johnson, Alahi & Fei-Fei (2016); Ulyanov et al. (2016): a generator chosen by name (any
+architecture registered in :mod:`impasto.nets.registry`) is trained with Adam to minimise the
+perceptual loss of its output against the input photo (content) and one style image (style), on
+a folder of photos. ``texture=True`` trains a network that synthesises the style's texture from
+noise alone (an architecture registered with ``synthesis``).
+
+The recipe builds the loss network, :class:`~impasto.losses.PerceptualLoss`, the generator and
+the photo stream, wraps them in a :class:`PerceptualObjective`, and hands them to the generic
+loop with hooks for what only it knows: the resolved ``config.json``, previews, resume checks
+and the model file written at the end (:mod:`.ff_model`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+
+from ..config import check_rules, config_from_mapping, config_to_dict
+from ..errors import ConfigError, ImageError, OutputError, UsageError
+from ..features import DEFAULT_DEVICE
+from ..losses import STYLE_LOSSES
+from ..nets.registry import ARCHS, build_net, synthesis_archs
+from ..optim.training import SCHEDULES
+from ..progress import Event, MessageEvent, SnapshotEvent, emit
+from ..provenance import sha256_file, versions, write_json
+from .ff_model import CHECKPOINT_NAME, CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, model_payload, save_model
+
+__all__ = ["TrainConfig", "RESUMABLE_CHANGES", "PerceptualObjective", "parse_layers", "train"]
+
+#: training options that may change when a run is resumed (the rest must match the checkpoint)
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "preview_every", "preview_count", "workers", "device", "licence")
+
+
+def parse_layers(spec: str | Sequence[str] | Mapping[str, float]) -> dict[str, float]:
+    """``"relu1_1:0.2,relu2_1"`` -> ``{"relu1_1": 0.2, "relu2_1": 1.0}`` (the syntax of every method)."""
+    from .gatys import parse_layers as _parse
+
+    return _parse(dict(spec) if isinstance(spec, Mapping) else spec)
+
+
+def _layers_arg(text: str) -> str:
+    """Validate a layer list at parse time (keeps it as text so configs stay JSON-friendly)."""
+    parse_layers(text)
+    return text
+
+
+def _h(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of feed-forward training. Defaults follow Johnson et al. (2016)."""
+
+    arch: str = field(default="johnson", metadata=_h("generator: " + "; ".join(f"{k}: {v}" for k, v in ARCHS.items()), choices=tuple(ARCHS)))
+    texture: bool = field(default=False, metadata=_h("train a texture synthesiser (noise only, no photos; needs --arch texture)"))
+    encoder: str = field(default="vgg16", metadata=_h("loss network: vgg16 (Johnson et al.), vgg19, resnet50, inception_v3, tiny_vgg"))
+    weights: str = field(default="auto", metadata=_h("loss-network weights: auto, random, a name such as vgg16.torchvision, or a .pth file", metavar="auto|random|NAME|FILE"))
+    preprocessing: str = field(default="auto", metadata=_h("input convention of a --weights file: auto (from its record; a file matching none needs one of the others), caffe or torchvision", choices=("auto", "caffe", "torchvision")))
+    pooling: str = field(default="max", metadata=_h("pooling in VGG", choices=("max", "avg")))
+    content_layers: str = field(default="relu2_2", metadata=_h("content layers, NAME[:WEIGHT],...", metavar="LAYERS", parse=_layers_arg))
+    style_layers: str = field(default="relu1_2,relu2_2,relu3_3,relu4_3", metadata=_h("style layers, NAME[:WEIGHT],... e.g. relu1_2:0.5,relu2_2,relu3_3,relu4_3", metavar="LAYERS", parse=_layers_arg))
+    content_weight: float = field(default=1.0, metadata=_h("weight of the content loss (per-layer normalised)"))
+    style_weight: float = field(default=10.0, metadata=_h("weight of the style loss (per-layer normalised)"))
+    tv_weight: float = field(default=1.0, metadata=_h("weight of the total-variation smoothness loss"))
+    style_loss: str = field(default="gram", metadata=_h("style statistic", choices=STYLE_LOSSES))
+    style_edge: int = field(default=512, metadata=_h("longest side of the style image when its statistics are computed (larger = bigger brush strokes); 0 = as is"))
+    train_size: int = field(default=256, metadata=_h("photos are resized (shortest side) and cropped to this square size"))
+    batch_size: int = field(default=4, metadata=_h("photos per step"))
+    steps: int = field(default=40000, metadata=_h("training steps (Johnson et al.: 40000, about two epochs of MS-COCO)", short="-n"))
+    lr: float = field(default=1e-3, metadata=_h("Adam learning rate"))
+    lr_schedule: str = field(default="cosine", metadata=_h("learning-rate schedule: constant, cosine (down to 1%% at the end), step (x0.1 after 2/3)", choices=SCHEDULES))
+    seed: int = field(default=0, metadata=_h("random seed (network init, data order, crops, noise)"))
+    checkpoint_every: int = field(default=1000, metadata=_h("save a resumable checkpoint every N steps (0 = only at the end)", metavar="N"))
+    log_every: int = field(default=50, metadata=_h("append the mean losses to log.jsonl every N steps", metavar="N"))
+    preview_every: int = field(default=500, metadata=_h("stylise the preview photos every N steps into previews/step_N/ (0 = never)", metavar="N"))
+    preview_count: int = field(default=4, metadata=_h("how many photos (the first in sorted order) to preview"))
+    workers: int = field(default=-1, metadata=_h("background photo-loading processes; -1 = min(2, CPUs); 0 = load in the main process"))
+    device: str = field(default=DEFAULT_DEVICE, metadata=_h("compute device: auto, cpu, cuda, cuda:N, mps"))
+    amp: bool = field(default=False, metadata=_h("mixed precision (CUDA only: bfloat16 where supported, else float16 with loss scaling)"))
+    channels_last: bool = field(default=False, metadata=_h("channels-last memory format (faster convolutions on CUDA tensor cores)"))
+    licence: str = field(default="", metadata=_h("licence or notice stored in the model file (e.g. the style image's licence and author)", metavar="TEXT"))
+
+    def __post_init__(self) -> None:
+        synth = synthesis_archs()
+        check_rules([
+            (self.content_weight >= 0, "content_weight", f"content_weight must be >= 0, got {self.content_weight}"),
+            (self.style_weight >= 0, "style_weight", f"style_weight must be >= 0, got {self.style_weight}"),
+            (self.tv_weight >= 0, "tv_weight", f"tv_weight must be >= 0, got {self.tv_weight}"),
+            (self.train_size >= 16, "train_size", f"train_size must be >= 16 px, got {self.train_size}"),
+            (self.batch_size >= 1, "batch_size", f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.steps >= 1, "steps", f"steps must be >= 1, got {self.steps}"),
+            (self.lr > 0 and math.isfinite(self.lr), "lr", f"lr must be > 0, got {self.lr}"),
+            (self.style_edge >= 0, "style_edge", f"style_edge must be >= 0, got {self.style_edge}"),
+            (self.checkpoint_every >= 0, "checkpoint_every", f"checkpoint_every must be >= 0, got {self.checkpoint_every}"),
+            (self.log_every >= 1, "log_every", f"log_every must be >= 1, got {self.log_every}"),
+            (self.preview_every >= 0, "preview_every", f"preview_every must be >= 0, got {self.preview_every}"),
+            (self.preview_count >= 0, "preview_count", f"preview_count must be >= 0, got {self.preview_count}"),
+            (self.workers >= -1, "workers", f"workers must be >= -1, got {self.workers}"),
+            (self.arch in ARCHS, "arch", f"arch {self.arch!r}: choose from {', '.join(ARCHS)}"),
+            (self.lr_schedule in SCHEDULES, "lr_schedule", f"lr_schedule {self.lr_schedule!r}: choose from {', '.join(SCHEDULES)}"),
+            (self.style_loss in STYLE_LOSSES, "style_loss", f"style_loss {self.style_loss!r}: choose from {', '.join(STYLE_LOSSES)}"),
+            (not self.texture or self.arch in synth, "arch", f"texture synthesis from noise needs arch {' or '.join(synth)} (not {self.arch})"),
+        ])
+        parse_layers(self.content_layers)
+        if not parse_layers(self.style_layers):
+            raise ConfigError("style_layers: give at least one layer", params="style_layers")
+
+
+class PerceptualObjective:
+    """One step's loss: the generator's output against the content batch and the style.
+
+    ``net.generate`` gets the content batch (None for texture synthesis), the training size, one
+    noise seed per sample (drawn from ``noise`` when the network takes noise) and the batch size;
+    ``loss`` (a :class:`~impasto.losses.PerceptualLoss` with its style set) scores the output.
+    """
+
+    def __init__(self, loss: Callable[..., tuple[torch.Tensor, Mapping[str, torch.Tensor]]], *, size: tuple[int, int], batch_size: int, noise: torch.Generator) -> None:
+        self.loss, self.size, self.batch_size, self.noise = loss, size, batch_size, noise
+
+    def __call__(self, net: torch.nn.Module, content: torch.Tensor | None) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
+        seeds = torch.randint(0, 2**31 - 1, (self.batch_size,), generator=self.noise).tolist() if "noise" in net.takes else None  # type: ignore[operator]
+        output = net.generate(content, size=self.size, seed=seeds, batch=self.batch_size)  # type: ignore[operator]
+        return self.loss(output, content=content)
+
+
+def _init_net(arch: str, texture: bool, seed: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_net(arch, texture=texture)
+
+
+def _warn(callback: Callable[[Event], None] | None, text: str) -> None:
+    emit(callback, MessageEvent(text, level="warning"))
+
+
+def train(
+    config: TrainConfig | None = None,
+    style_path: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] = "model",
+    *,
+    callback: Callable[[Event], None] | None = None,
+    resume: bool = False,
+    **overrides: Any,
+) -> Path:
+    """Train a feed-forward network for one style; returns the path of ``OUT_DIR/model.pt``.
+
+    ``OUT_DIR`` receives ``checkpoint.pt`` + ``config.json`` (every ``checkpoint_every`` steps),
+    ``log.jsonl`` (mean losses every ``log_every`` steps), ``previews/step_NNNNNN/*.png`` and, at
+    the end, ``model.pt``. ``resume=True`` continues from ``checkpoint.pt`` exactly (same data
+    order, crops, noise and random states; bit-identical on the CPU with the same thread count).
+    Ctrl-C saves a checkpoint of the last finished step and raises :class:`Interrupted`.
+    Keyword ``overrides`` replace fields of ``config``.
+    """
+    from ..data.folder import PhotoFolder, default_workers, make_loader
+    from ..features import build_encoder, resolve_device
+    from ..image.io import load_image, save_image
+    from ..image.resize import resize_to_edge
+    from ..losses import PerceptualLoss
+    from ..optim.train_loop import LoopHooks, TrainLoopOptions, resolve_precision, train_loop
+
+    config = config or TrainConfig()
+    if overrides:
+        config = config_from_mapping(TrainConfig, {**config_to_dict(config), **overrides})
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder (give a folder for the model, checkpoints and logs)")
+    if not resume and ckpt_path.exists():
+        raise UsageError(f"{out}: already holds a training run ({CHECKPOINT_NAME}); continue it with resume or choose another folder", params="resume")
+    if resume and not ckpt_path.exists():
+        raise UsageError(f"{out}: nothing to resume (no {CHECKPOINT_NAME})")
+    if style_path is None:
+        raise UsageError("give the style image (style_path)")
+    if not config.texture and data_dir is None:
+        raise UsageError("give a folder of training photos (data_dir), or texture for texture synthesis", params="texture")
+
+    # ---- inputs ------------------------------------------------------------------------
+    style_img = load_image(style_path).image
+    if config.style_edge and max(style_img.shape[-2:]) != config.style_edge:
+        style_img = resize_to_edge(style_img, config.style_edge)
+    style_info = {"name": Path(style_path).name, "path": str(Path(style_path).resolve()), "sha256": sha256_file(style_path)}
+    folder = None
+    if not config.texture:
+        folder = PhotoFolder(data_dir, config.train_size, crop="random", seed=config.seed)  # type: ignore[arg-type]
+        if folder.skipped:
+            _warn(callback, f"{data_dir}: skipped {folder.skipped} unreadable file(s) (e.g. {folder.skipped_files[0].name})")
+    out.mkdir(parents=True, exist_ok=True)
+
+    # ---- device and precision ------------------------------------------------------------
+    device = resolve_device(config.device)
+    precision = resolve_precision(device, amp=config.amp, channels_last=config.channels_last)
+    if precision.amp_ignored:
+        _warn(callback, f"--amp works on CUDA only; training in float32 on {device.type}")
+    if precision.channels_last_ignored:
+        _warn(callback, f"--channels-last is for CUDA; ignored on {device.type}")
+    memory_format = precision.memory_format
+
+    # ---- loss network, loss and generator ------------------------------------------------
+    content_layers, style_layers = parse_layers(config.content_layers), parse_layers(config.style_layers)
+    encoder = build_encoder(config.encoder, weights=config.weights, layers=list(dict.fromkeys([*content_layers, *style_layers])), pooling=config.pooling, device=device, preprocessing=config.preprocessing)
+    if getattr(encoder.weights, "warning", None):
+        _warn(callback, str(encoder.weights.warning))
+    if precision.channels_last:
+        encoder.to(memory_format=torch.channels_last)
+    encoder_info = {"name": config.encoder, "weights": getattr(encoder.weights, "name", config.weights), "kind": getattr(encoder.weights, "kind", None), "sha256": getattr(encoder.weights, "sha256", None)}
+    loss_fn = PerceptualLoss(
+        encoder,
+        content_layers=content_layers,
+        style_layers=style_layers,
+        content_weight=0.0 if config.texture else config.content_weight,
+        style_weight=config.style_weight,
+        tv_weight=config.tv_weight,
+        style_loss=config.style_loss,
+        seed=config.seed,
+    )
+    loss_fn.set_style([style_img.to(device)])
+    net, net_config = _init_net(config.arch, config.texture, config.seed)
+    size = (config.train_size, config.train_size)
+    noise_gen = torch.Generator().manual_seed(config.seed * 7 + 1)  # noise seeds of networks that take noise
+    objective = PerceptualObjective(loss_fn, size=size, batch_size=config.batch_size, noise=noise_gen)
+
+    resolved = {
+        "config": config_to_dict(config),
+        "style": style_info,
+        "data": None if data_dir is None else str(Path(data_dir).resolve()),
+        "net": {"arch": config.arch, "config": net_config},
+        "encoder": encoder_info,
+        "device": str(device),
+        "amp": precision.amp_name,
+        "threads": torch.get_num_threads(),
+        "versions": versions(),
+    }
+
+    # ---- previews ------------------------------------------------------------------------
+    previews: list[torch.Tensor | None] = []
+    if config.preview_every and config.preview_count:
+        if folder is not None:
+            for i in range(len(folder)):
+                if len(previews) >= config.preview_count:
+                    break
+                try:
+                    previews.append(folder.load(i, crop="center"))
+                except (ImageError, OSError, ValueError):
+                    continue
+        else:
+            previews = [None] * config.preview_count
+
+    def write_previews(step: int) -> None:
+        if not previews:
+            return
+        folder_out = out / PREVIEW_DIR / f"step_{step:06d}"
+        folder_out.mkdir(parents=True, exist_ok=True)
+        was_training = net.training
+        net.eval()
+        first = None
+        with torch.no_grad():
+            for i, photo in enumerate(previews):
+                x = photo[None].to(device=device, memory_format=memory_format) if photo is not None and "content" in net.takes else None  # type: ignore[operator]
+                y = net.generate(x, size=size, seed=10_000 + i)  # type: ignore[operator]  # fixed noise: comparable over time
+                y = y.float().cpu().contiguous()
+                save_image(folder_out / f"{i:02d}.png", y, metadata={"step": step, "style": style_info["name"]})
+                first = y if first is None else first
+        net.train(was_training)
+        if first is not None:
+            emit(callback, SnapshotEvent(step=step, image=first))
+
+    # ---- data ----------------------------------------------------------------------------
+    failed_seen: set[int] = set()
+
+    def photo_batches(start: int) -> Iterator[torch.Tensor]:
+        """Batches from step ``start`` on, on the device; new unreadable photos are reported."""
+        assert folder is not None
+        workers = default_workers() if config.workers < 0 else config.workers
+        loader = make_loader(folder, config.batch_size, seed=config.seed, start=start * config.batch_size, workers=workers, pin_memory=device.type == "cuda")
+        batches = iter(loader)  # now: the loader's base seed is drawn from the global random state here
+
+        def stream() -> Iterator[torch.Tensor]:
+            for content, failed in batches:
+                new = [i for i in failed if i not in failed_seen]
+                if new:
+                    failed_seen.update(new)
+                    for i in new:
+                        _warn(callback, f"skipped unreadable photo {folder.files[i]}")
+                yield content.to(device=device, memory_format=memory_format, non_blocking=True)
+
+        return stream()
+
+    def check_resume(ckpt: Mapping[str, Any]) -> None:
+        saved = dict(ckpt.get("train_config", {}))
+        now = config_to_dict(config)
+        diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in saved and saved[k] != now[k])
+        if diff:
+            details = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diff[:4])
+            raise ConfigError(f"{out}: cannot resume with different settings ({details}); only {', '.join(RESUMABLE_CHANGES)} may change")
+        if ckpt.get("style_sha256") not in (None, style_info["sha256"]):
+            raise ConfigError(f"{out}: the checkpoint was trained on another style image ({ckpt.get('style_name')})")
+
+    hooks = LoopHooks(
+        check_resume=check_resume,
+        checkpoint_extra=lambda: {
+            "train_config": config_to_dict(config),
+            "net_config": net_config,
+            "style_name": style_info["name"],
+            "style_sha256": style_info["sha256"],
+            "failed": sorted(failed_seen),
+        },
+        restore_extra=lambda ckpt: failed_seen.update(int(i) for i in ckpt.get("failed", [])),
+        saved=lambda step: write_json(out / CONFIG_NAME, {**resolved, "step": step}, sort_keys=True),
+        preview=write_previews,
+        log_extra=lambda: {"skipped": (folder.scan_skipped if folder else 0) + len(failed_seen)},
+    )
+    options = TrainLoopOptions(
+        steps=config.steps,
+        lr=config.lr,
+        lr_schedule=config.lr_schedule,
+        batch_size=config.batch_size,
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every,
+        preview_every=config.preview_every,
+    )
+    train_loop(
+        net,
+        objective,
+        options,
+        precision=precision,
+        run_dir=out,
+        data=photo_batches if folder is not None else None,
+        generators={"noise": noise_gen},
+        resume=resume,
+        hooks=hooks,
+        callback=callback,
+        description=f"training {config.arch}{' (texture)' if config.texture else ''}",
+        resume_how=f"--resume -o {out}",
+    )
+    net.eval()
+    model_path = save_model(out / MODEL_NAME, model_payload(net, config.arch, net_config, config, style_info, config.steps, encoder_info))
+    emit(callback, MessageEvent(f"wrote {model_path} ({config.steps} steps)"))
+    return model_path
