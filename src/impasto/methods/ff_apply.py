@@ -109,6 +109,7 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
+        """True when every input was written."""
         return not self.failed
 
 

@@ -115,6 +115,7 @@ class ImageGenerator(nn.Module):
     min_side: int = 16
 
     def core(self, image: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """The network at its working size (sides multiples of ``multiple``, >= ``min_side``)."""
         raise NotImplementedError
 
     def padded_size(self, size: tuple[int, int]) -> tuple[int, int]:

@@ -87,6 +87,7 @@ class Precision:
 
     @property
     def memory_format(self) -> torch.memory_format:
+        """``torch.channels_last`` or ``torch.contiguous_format``."""
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def autocast(self) -> Any:
@@ -146,17 +147,21 @@ class LossWindow:
         self.count: int = int(state["count"]) if state else 0
 
     def add(self, losses: Mapping[str, float]) -> None:
+        """Add one step's loss terms."""
         for k, v in losses.items():
             self.sums[k] = self.sums.get(k, 0.0) + float(v)
         self.count += 1
 
     def mean(self) -> dict[str, float]:
+        """The mean of each term over the window."""
         return {k: v / max(1, self.count) for k, v in self.sums.items()}
 
     def reset(self) -> None:
+        """Start a new window."""
         self.sums, self.count = {}, 0
 
     def state(self) -> dict[str, Any]:
+        """Plain values for a checkpoint (``LossWindow(state)`` restores it)."""
         return {"sums": dict(self.sums), "count": self.count}
 
 
