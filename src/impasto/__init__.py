@@ -5,13 +5,17 @@ Public API::
     import impasto
     result = impasto.stylize("photo.jpg", "painting.jpg", edge=512, iterations=300)
     result.save("out.png")
+
+    impasto.list_methods()                  # every registered method (plugins too)
+    impasto.method_schema("gatys")          # JSON Schema of its options
+    impasto.run("gatys", content="photo.jpg", style="painting.jpg", edge=512, weights="random")
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # Lazy attribute access keeps `import impasto` cheap and free of side effects.
 _EXPORTS = {
@@ -23,6 +27,11 @@ _EXPORTS = {
     "ImpastoError": "impasto.errors",
     "train": "impasto.api",
     "apply": "impasto.api",
+    "export": "impasto.api",
+    "reconstruct": "impasto.api",
+    "list_methods": "impasto.api",
+    "method_schema": "impasto.api",
+    "run": "impasto.api",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -37,7 +46,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import Result, apply, stylize, train
+    from .api import Result, apply, export, list_methods, method_schema, reconstruct, run, stylize, train
     from .errors import ImpastoError
     from .features import build_encoder
     from .image.io import load_image, save_image

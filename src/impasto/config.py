@@ -25,9 +25,19 @@ from typing import Any, Mapping, TypeVar, Union, get_args, get_origin
 
 from .errors import ConfigError
 
-__all__ = ["add_config_arguments", "config_from_args", "config_from_mapping", "config_schema", "config_to_dict"]
+__all__ = ["add_config_arguments", "config_from_args", "config_from_mapping", "config_schema", "config_to_dict", "check_rules"]
 
 C = TypeVar("C")
+
+
+def check_rules(rules: "typing.Iterable[tuple[object, str | tuple[str, ...], str]]") -> None:
+    """Raise ConfigError for the first ``(ok, param(s), message)`` rule whose ``ok`` is false.
+
+    Messages name parameters (``"lr must be > 0, got 0"``); the CLI shows them as flags.
+    """
+    for ok, params, message in rules:
+        if not ok:
+            raise ConfigError(message, params=params)
 
 
 def _flag(f: dataclasses.Field[Any]) -> str:
@@ -107,13 +117,13 @@ def _convert(cls: type, name: str, value: Any) -> Any:
         except ConfigError:
             raise
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{_flag(f)}: {exc}") from None
+            raise ConfigError(f"{name}: {exc}", params=name) from None
     tp = _base_type(hints[name])
     if tp in (int, float) and isinstance(value, str):
         try:
             return tp(value)
         except ValueError:
-            raise ConfigError(f"{_flag(f)}: expected a number, got {value!r}") from None
+            raise ConfigError(f"{name}: expected a number, got {value!r}", params=name) from None
     if tp is int and isinstance(value, float) and value.is_integer():
         return int(value)
     return value

@@ -7,6 +7,9 @@ matching builtin, so callers can catch either. ``exit_code`` tells the CLI what 
 
 from __future__ import annotations
 
+import re
+from typing import Mapping, Sequence
+
 __all__ = [
     "ImpastoError",
     "UsageError",
@@ -29,9 +32,27 @@ __all__ = [
 
 
 class ImpastoError(Exception):
-    """Base of all impasto errors. ``exit_code`` is what the CLI exits with."""
+    """Base of all impasto errors. ``exit_code`` is what the CLI exits with.
+
+    Library messages name Python parameters (``"lr must be > 0, got 0"``); ``params`` lists the
+    parameter names a message mentions, so a shell can spell them its own way
+    (:meth:`with_flags`: ``"--lr must be > 0, got 0"`` on the command line).
+    """
 
     exit_code: int = 2
+
+    def __init__(self, *args: object, params: Sequence[str] | str = ()) -> None:
+        super().__init__(*args)
+        self.params: tuple[str, ...] = (params,) if isinstance(params, str) else tuple(params)
+
+    def with_flags(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message with every parameter in ``params`` written as its command-line flag
+        (``flags[name]``, else ``--name-with-dashes``)."""
+        text = str(self)
+        for name in self.params:
+            flag = (flags or {}).get(name) or "--" + name.replace("_", "-")
+            text = re.sub(rf"(?<![\w\-/\\.'\"]){re.escape(name)}(?![\w=/\\'\"])", flag, text)
+        return text
 
 
 class UsageError(ImpastoError, ValueError):

@@ -103,7 +103,7 @@ def test_bomb_is_refused_from_the_header_before_decoding(bad: Path, monkeypatch:
         load_image(path)
     assert str(e.value) == (
         f"{path}: image is 100000x100000 (10,000,000,000 pixels), more than the limit of 100,000,000; "
-        "raise the limit with --max-pixels"
+        "raise the limit with max_pixels"
     )
     with pytest.raises(ImageTooLargeError, match=r"more than the limit of 1,000,000;"):
         load_image(path, max_pixels=1_000_000)

@@ -73,7 +73,7 @@ def test_an_unknown_file_is_refused_without_preprocessing_and_loads_with_it(tmp_
     path = save(tmp_path / "mystery.pth", caffe_layout_state())
     with pytest.raises(WeightsError) as err:
         build_encoder("tiny_vgg", weights=str(path), layers=["relu1_1"])
-    assert str(path) in str(err.value) and "--preprocessing caffe" in str(err.value)
+    assert str(path) in str(err.value) and "pass preprocessing caffe" in str(err.value) and err.value.params == ("preprocessing",)
     caffe = build_encoder("tiny_vgg", weights=str(path), layers=["relu1_1"], preprocessing="caffe")
     torchvision = build_encoder("tiny_vgg", weights=str(path), layers=["relu1_1"], preprocessing="torchvision")
     assert caffe.weights.preprocessing == CAFFE and torchvision.weights.preprocessing == IMAGENET

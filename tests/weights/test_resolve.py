@@ -117,7 +117,8 @@ def test_an_unknown_file_without_preprocessing_is_refused(tmp_path: Path, save_b
     with pytest.raises(WeightsError) as err:
         resolve_weights(str(path), "vgg19")
     msg = str(err.value)
-    assert str(path) in msg and "--preprocessing caffe" in msg and "--preprocessing torchvision" in msg
+    assert str(path) in msg and "preprocessing caffe" in msg and "preprocessing torchvision" in msg
+    assert "--preprocessing caffe" in err.value.with_flags() and "its input convention" in err.value.with_flags()
     assert "\n" not in msg
     assert resolve_weights(str(path), "vgg19", preprocessing="caffe").preprocessing == CAFFE
 
@@ -130,17 +131,17 @@ def test_a_corrupt_unknown_file_says_corrupt_first(tmp_path: Path) -> None:
 
 
 def test_unknown_preprocessing_name_is_a_usage_error(tmp_path: Path, save_bytes) -> None:
-    with pytest.raises(UsageError, match="--preprocessing 'bgr': choose auto, caffe or torchvision"):
+    with pytest.raises(UsageError, match="^preprocessing 'bgr': choose auto, caffe or torchvision"):
         resolve_weights("random", "vgg19", preprocessing="bgr")
 
 
 def test_explicit_preprocessing_contradicting_a_record_is_refused(tiny, tmp_path: Path) -> None:
     path = tmp_path / "copy.pth"
     path.write_bytes(tiny.body)
-    with pytest.raises(UsageError, match="tinyarch.test expects torchvision preprocessing, not --preprocessing caffe"):
+    with pytest.raises(UsageError, match="tinyarch.test expects torchvision input, not preprocessing caffe; drop preprocessing"):
         resolve_weights(path, "tinyarch", preprocessing="caffe")
     assert resolve_weights(path, "tinyarch", preprocessing="torchvision").preprocessing == IMAGENET
-    with pytest.raises(UsageError, match="--weights tinyarch.test: tinyarch.test expects torchvision"):
+    with pytest.raises(UsageError, match="^weights tinyarch.test: tinyarch.test expects torchvision"):
         resolve_weights("tinyarch.test", "tinyarch", preprocessing="caffe")
 
 

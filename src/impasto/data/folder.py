@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import ImageError, UsageError
+from ..image._common import DEFAULT_MAX_PIXELS
 
 __all__ = ["PhotoFolder", "EpochSampler", "IMAGE_EXTENSIONS", "default_workers", "make_loader", "collate_tracked"]
 
@@ -73,7 +74,7 @@ class PhotoFolder(Dataset):
         crop: str = "random",
         seed: int = 0,
         check_headers: bool = True,
-        max_pixels: int | None = 100_000_000,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():

@@ -13,6 +13,9 @@ _EXIF_MAX_BYTES = 60_000  # a JPEG APP1 segment holds 64 KiB, EXIF headers inclu
 
 PathLike = str | os.PathLike[str]
 
+#: the one home of the decompression-bomb limit (pixels) every reader and method defaults to
+DEFAULT_MAX_PIXELS: int = 100_000_000
+
 
 def _reason(e: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none), <= 200 chars."""

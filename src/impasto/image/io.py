@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import ImageError, ImageTooLargeError, UnsupportedFormatError, UsageError
-from ._common import _EXIF_IMAGE_DESCRIPTION, _EXIF_PREFIX, _METADATA_KEY, SUPPORTED_WRITE_EXTENSIONS, PathLike, _reason
+from ._common import _EXIF_IMAGE_DESCRIPTION, _EXIF_PREFIX, _METADATA_KEY, DEFAULT_MAX_PIXELS, SUPPORTED_WRITE_EXTENSIONS, PathLike, _reason
 from .convert import numpy_to_tensor
 from .save import save_image
 
@@ -42,7 +42,6 @@ __all__ = [
     "image_from_array",
 ]
 
-DEFAULT_MAX_PIXELS: int = 100_000_000
 SUPPORTED_READ: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 
 # Pillow formats that are one of the above under another name.
@@ -474,7 +473,8 @@ def _decode(im: Any, fp: IO[bytes], disp: str, fpath: Path | None, max_pixels: i
         raise ImageError(f"{disp}: truncated or corrupt image (it says it is {w}x{h})")
     if max_pixels is not None and w * h > max_pixels:
         raise ImageTooLargeError(
-            f"{disp}: image is {w}x{h} ({w * h:,} pixels), more than the limit of {max_pixels:,}; raise the limit with --max-pixels"
+            f"{disp}: image is {w}x{h} ({w * h:,} pixels), more than the limit of {max_pixels:,}; raise the limit with max_pixels",
+            params="max_pixels",
         )
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import ImageError
+from ._common import DEFAULT_MAX_PIXELS
 from .convert import validate_image
 from .resize import _check_size, resize_mask
 
@@ -233,7 +234,7 @@ def load_region_masks(
     *,
     content_size: Sequence[int],
     style_size: Sequence[int],
-    max_pixels: int | None = 100_000_000,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> RegionMasks:
     """Read a content and a style region map and return matched masks at the given (h, w) sizes.
 

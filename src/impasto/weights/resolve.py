@@ -45,7 +45,7 @@ def _explicit(preprocessing: str | None, arch: str) -> Preprocessing | None:
         return preprocessing_named(str(preprocessing), arch)
     except ValueError:
         raise UsageError(
-            f"--preprocessing {preprocessing!r}: choose auto, {' or '.join(PREPROCESSING_NAMES)}"
+            f"preprocessing {preprocessing!r}: choose auto, {' or '.join(PREPROCESSING_NAMES)}", params="preprocessing"
         ) from None
 
 
@@ -54,8 +54,8 @@ def _agree(spec: WeightSpec, explicit: Preprocessing | None, preprocessing: str 
     if explicit is not None and explicit != spec.preprocessing:
         own = "caffe" if spec.preprocessing == CAFFE else "torchvision"
         raise UsageError(
-            f"{what}: {spec.name} expects {own} preprocessing, not --preprocessing {preprocessing}; "
-            f"drop --preprocessing (or pass auto)"
+            f"{what}: {spec.name} expects {own} input, not preprocessing {preprocessing}; "
+            f"drop preprocessing (or pass auto)", params=("preprocessing", "weights")
         )
 
 
@@ -167,7 +167,7 @@ def resolve_weights(
         spec = default_spec(arch)
         if spec is None:
             return _random(preprocessing=explicit or IMAGENET)
-        _agree(spec, explicit, preprocessing, "--weights auto")
+        _agree(spec, explicit, preprocessing, "weights auto")
         found = _cached(spec)  # a corrupt cached file raises ChecksumError
         if found is not None:
             return _load_spec(spec, *found, keys)
@@ -185,7 +185,7 @@ def resolve_weights(
         spec = REGISTRY[text]
         if spec.arch != arch:
             raise UsageError(f"weights {spec.name} are for {spec.arch}, not {arch}")
-        _agree(spec, explicit, preprocessing, f"--weights {spec.name}")
+        _agree(spec, explicit, preprocessing, f"weights {spec.name}")
         return _demand(spec, download=download, progress=progress, keys=keys)
     path = Path(text).expanduser()
     if path.is_file():
@@ -219,9 +219,9 @@ def _resolve_file(
     state = store.load_state_dict(path, keys=keys)  # a corrupt file says so before anything else
     if spec is None and explicit is None:
         raise WeightsError(
-            f"{path}: not a known checkpoint, so its input preprocessing is unknown; pass --preprocessing "
-            f"caffe (BGR 0-255 minus the mean: neural-style's Caffe VGG files) or --preprocessing torchvision "
-            f"(RGB ImageNet mean/std: torchvision's files)"
+            f"{path}: not a known checkpoint, so its input convention is unknown; pass preprocessing "
+            f"caffe (BGR 0-255 minus the mean: neural-style's Caffe VGG files) or preprocessing torchvision "
+            f"(RGB ImageNet mean/std: torchvision's files)", params="preprocessing"
         )
     layer_map = spec.layer_map if spec is not None else "torchvision"
     pre = spec.preprocessing if spec is not None else explicit
