@@ -57,9 +57,9 @@ elif mode == "highres":
     t = time.perf_counter()
     out = run(cfg, c, [StyleInput(s)], encoder=enc, callback=lambda e: msgs.append(e.text) if isinstance(e, MessageEvent) else None)
     dt = time.perf_counter() - t
-    from impasto.methods.gatys import build_loss
+    from impasto.methods.gatys import build_loss, tiling_options
     from impasto.optim.tiled import lbfgs_history_for, plan_for
-    plan = plan_for(cfg, build_loss(cfg, enc), (h, edge), torch.device("cpu"))
+    plan = plan_for(tiling_options(cfg), build_loss(cfg, enc), (h, edge), torch.device("cpu"), optimizer=cfg.optimizer)
     pairs = lbfgs_history_for(plan, "lbfgs", h * edge * 12) if plan else 100
     # L-BFGS adds one pair of image-sized vectors per iteration until its history is full
     missing = max(0, pairs - max(0, args["iters"] - 1)) * 2 * h * edge * 12 / 2**20 if plan else 0.0

@@ -1,12 +1,9 @@
-"""Style-transfer methods: each declares a frozen Config dataclass and a run function."""
+"""Style-transfer methods: each declares a frozen Config dataclass, its inputs and ``run()``,
+and is registered by name (see :mod:`impasto.methods.registry`); the API, the CLI and the
+service are built from that registry."""
 
 from __future__ import annotations
 
-__all__ = ["METHODS"]
+from .registry import METHODS, Input, Method, get_method, method_names, register, unregister
 
-#: method name -> module path; the CLI and the service are built from this registry
-METHODS: dict[str, str] = {
-    "gatys": "impasto.methods.gatys",
-    "reconstruct": "impasto.methods.reconstruct",
-    "feedforward": "impasto.methods.feedforward",
-}
+__all__ = ["METHODS", "Input", "Method", "get_method", "method_names", "register", "unregister"]

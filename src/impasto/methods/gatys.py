@@ -18,6 +18,7 @@ import torch
 from ..config import check_rules
 from ..errors import ConfigError, ImageTooSmallError, UsageError
 from ..features import DEFAULT_DEVICE
+from ..image.io import DEFAULT_MAX_PIXELS
 from ..features.padding import PADDINGS, padding_mode
 from ..losses import STYLE_LOSSES, PerceptualLoss
 from ..losses.statistics import statistic_names, unknown_statistic_message
@@ -147,7 +148,7 @@ class GatysConfig:
     max_memory: str = field(default="auto", metadata=_h("memory budget, e.g. 8G or 6000M; above it the image is optimised tile by tile with whole-image style statistics; auto = the device's free memory", metavar="SIZE"))
     tile: int = field(default=0, metadata=_h("force tiled optimisation with this tile edge in px (0 = only when needed)"))
     tile_overlap: int = field(default=64, metadata=_h("overlap between tiles in px (context for the features at tile borders)"))
-    max_pixels: int = field(default=100_000_000, metadata=_h("refuse input images with more pixels than this (decompression-bomb guard)"))
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=_h("refuse input images with more pixels than this (decompression-bomb guard)"))
 
     def __post_init__(self) -> None:
         check_rules([
@@ -280,7 +281,7 @@ def make_init(config: GatysConfig, content: torch.Tensor, style: torch.Tensor, i
     if config.init == "uniform":
         return torch.rand(content.shape, generator=gen).to(content.device)
     if init_image is None:
-        raise ConfigError(f"--init {config.init!r}: not content, style, noise or uniform, and no image was loaded")
+        raise ConfigError(f"init {config.init!r}: not content, style, noise or uniform, and no image was loaded", params="init")
     return _resize(init_image.to(content.device), size)  # type: ignore[arg-type]
 
 
@@ -428,7 +429,7 @@ def _run(config: GatysConfig, content: torch.Tensor, styles: Sequence[StyleInput
             if min(size) < min_side:
                 if level < len(ladder) - 1:
                     continue  # too small a level: skip it
-                raise ImageTooSmallError(f"content image becomes {size[1]}x{size[0]} at --edge {edge}; the {encoder.spec.name} encoder needs at least {min_side} px on each side")
+                raise ImageTooSmallError(f"content image becomes {size[1]}x{size[0]} at edge {edge}; the {encoder.spec.name} encoder needs at least {min_side} px on each side", params="edge")
             if level < start_level:
                 continue
             c = _resize(content_in, size).to(device)
@@ -438,7 +439,7 @@ def _run(config: GatysConfig, content: torch.Tensor, styles: Sequence[StyleInput
                 s_edge = max(min_side, round(edge * s.scale * config.style_scale))
                 s_size = _fit(tuple(img.shape[-2:]), s_edge)  # type: ignore[arg-type]
                 if min(s_size) < min_side:
-                    raise ImageTooSmallError(f"{s.name}: style image becomes {s_size[1]}x{s_size[0]}; the {encoder.spec.name} encoder needs at least {min_side} px on each side (raise --style-scale)")
+                    raise ImageTooSmallError(f"{s.name}: style image becomes {s_size[1]}x{s_size[0]}; the {encoder.spec.name} encoder needs at least {min_side} px on each side (raise style_scale)", params="style_scale")
                 key = (style_prints[s_index], s_size, loss.style_key, encoder.fingerprint, cmask is not None)
                 smask = _resize_mask(s.mask, s_size).to(device) if s.mask is not None else None
                 stats.append(cache.get(key, lambda img=img, s_size=s_size, smask=smask: _style_stats(loss, _resize(img, s_size).to(device), smask)))

@@ -3,17 +3,24 @@ starting from noise (the replication project's 'reconstruction' experiment)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
-from ..errors import ConfigError
+from ..config import check_rules, config_to_dict
+from ..features import DEFAULT_DEVICE
+from ..image.io import DEFAULT_MAX_PIXELS
+from ..provenance import versions
+from .inputs import load_input
+from .registry import Input
+from .result import Result
 from ..losses import STYLE_LOSSES, PerceptualLoss
 from ..optim.pixel import OPTIMIZERS, optimise_pixels
 from ..progress import Event
 
-__all__ = ["ReconstructConfig", "ReconstructOutput", "reconstruct"]
+__all__ = ["ReconstructConfig", "ReconstructOutput", "ReconstructMethod", "reconstruct"]
 
 
 @dataclass(frozen=True)
@@ -31,14 +38,14 @@ class ReconstructConfig:
     preprocessing: str = field(default="auto", metadata={"help": "input convention of a --weights file: auto (from its record), caffe or torchvision", "choices": ("auto", "caffe", "torchvision")})
     pooling: str = field(default="max", metadata={"help": "VGG pooling", "choices": ("max", "avg")})
     seed: int = field(default=0, metadata={"help": "seed of the starting noise"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
-    max_pixels: int = field(default=100_000_000, metadata={"help": "decompression-bomb limit for the input"})
+    device: str = field(default=DEFAULT_DEVICE, metadata={"help": "compute device: auto, cpu, cuda, cuda:N, mps"})
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "decompression-bomb limit for the input"})
 
     def __post_init__(self) -> None:
-        if self.iterations < 0:
-            raise ConfigError(f"--iterations must be >= 0, got {self.iterations}")
-        if self.edge < 16:
-            raise ConfigError(f"--edge must be >= 16 px, got {self.edge}")
+        check_rules([
+            (self.iterations >= 0, "iterations", f"iterations must be >= 0, got {self.iterations}"),
+            (self.edge >= 16, "edge", f"edge must be >= 16 px, got {self.edge}"),
+        ])
 
 
 @dataclass
@@ -67,3 +74,32 @@ def reconstruct(
     with torch.no_grad():
         d1 = float(loss(r.image)[0])
     return ReconstructOutput(image=r.image.cpu(), distance_start=d0, distance_end=d1, history=r.history)
+
+
+class ReconstructMethod:
+    """Rebuild an image from noise so that one layer's content or style representation matches."""
+
+    name = "reconstruct"
+    summary = "rebuild an image from one layer's representation (see what the network sees)"
+    Config = ReconstructConfig
+    inputs = (Input("image", "image", "the image to reconstruct"),)
+    context = ("download_progress",)
+
+    def run(self, config: ReconstructConfig, inputs: Mapping[str, Any], *, callback: Callable[[Event], None] | None = None,
+            download_progress: Callable[[int, int | None], None] | None = None) -> Result:
+        """Load and resize the image, build the encoder, reconstruct; the manifest holds the distances."""
+        from ..features import build_encoder
+        from ..image.resize import resize_to_edge
+
+        image, _, info = load_input(inputs["image"], "image", config.max_pixels)
+        encoder = build_encoder(config.encoder, weights=config.weights, layers=[config.layer], pooling=config.pooling,
+                                device=config.device, preprocessing=config.preprocessing, progress=download_progress)
+        t0 = time.perf_counter()
+        r = reconstruct(config, resize_to_edge(image, config.edge).to(next(encoder.buffers()).device), encoder, callback=callback)
+        source = inputs["image"] if isinstance(inputs["image"], (str, bytes)) or hasattr(inputs["image"], "__fspath__") else info.get("path")
+        manifest = {
+            "method": "reconstruct", "config": config_to_dict(config), "input": str(source), "distance_start": r.distance_start,
+            "distance_end": r.distance_end, "versions": versions(), "final_losses": r.history[-1] if r.history else {},
+            "time_s": round(time.perf_counter() - t0, 3),
+        }
+        return Result(image=r.image, manifest=manifest)

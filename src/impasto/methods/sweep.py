@@ -9,6 +9,7 @@ to the one value, exactly as in ``impasto gatys --content-layers relu3_1,relu4_2
 from __future__ import annotations
 
 import csv
+import os
 import dataclasses
 import hashlib
 import itertools
@@ -22,7 +23,7 @@ import torch
 from ..errors import ConfigError, ImpastoError
 from .gatys import GatysConfig
 
-__all__ = ["SweepAxis", "SWEEPABLE", "LIST_VALUED", "VALUE_SEPARATORS", "parse_axis", "grid", "contact_sheet", "write_csv", "slug"]
+__all__ = ["SweepAxis", "SWEEPABLE", "LIST_VALUED", "VALUE_SEPARATORS", "parse_axis", "grid", "contact_sheet", "write_csv", "slug", "run_sweep", "run_batch"]
 
 #: parameters that can be swept (GatysConfig fields)
 SWEEPABLE = tuple(f.name for f in dataclasses.fields(GatysConfig) if f.name not in ("device", "save_every", "max_pixels", "content_mask", "style_mask"))
@@ -53,13 +54,13 @@ def parse_axis(text: str) -> SweepAxis:
     name, eq, rest = text.partition("=")
     name = name.strip().replace("-", "_")
     if not eq or not rest.strip():
-        raise ConfigError(f"--param {text!r}: expected NAME=V1,V2,... (e.g. style_weight=1e2,1e3,1e4)")
+        raise ConfigError(f"param {text!r}: expected NAME=V1,V2,... (e.g. style_weight=1e2,1e3,1e4)", params="param")
     if name not in SWEEPABLE:
         import difflib
 
         close = difflib.get_close_matches(name, SWEEPABLE, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"--param {name!r} cannot be swept{hint}; choose from {', '.join(SWEEPABLE)}")
+        raise ConfigError(f"param {name!r} cannot be swept{hint}; choose from {', '.join(SWEEPABLE)}", params="param")
     rest = rest.strip()
     listed = name in LIST_VALUED
     if any(s in rest for s in VALUE_SEPARATORS):
@@ -70,10 +71,10 @@ def parse_axis(text: str) -> SweepAxis:
         parts, sep = rest.split(","), "',' or ';'"
     values = tuple(p.strip() for p in parts)
     if any(not v for v in values):
-        raise ConfigError(f"--param {name}={rest}: empty value (separate values with {sep}, nothing between or after them)")
+        raise ConfigError(f"param {name}={rest}: empty value (separate values with {sep}, nothing between or after them)", params="param")
     dupes = sorted({v for v in values if values.count(v) > 1})
     if dupes:
-        raise ConfigError(f"--param {name}={rest}: value {dupes[0]!r} is given twice")
+        raise ConfigError(f"param {name}={rest}: value {dupes[0]!r} is given twice", params="param")
     note = ""
     if listed and len(values) == 1 and "," in values[0]:
         each = ";".join(p.strip() for p in values[0].split(","))
@@ -88,23 +89,23 @@ def grid(base: GatysConfig, axes: Sequence[SweepAxis]) -> list[tuple[dict[str, s
     from ..config import config_from_mapping, config_to_dict
 
     if not 1 <= len(axes) <= 2:
-        raise ConfigError("a sweep takes one or two --param axes")
+        raise ConfigError("a sweep takes one or two param axes", params="param")
     if len({a.name for a in axes}) != len(axes):
-        raise ConfigError("the two --param axes must be different parameters")
+        raise ConfigError("the two param axes must be different parameters", params="param")
     base_dict = config_to_dict(base)
     for a in axes:
         for v in a.values:
             try:
                 config_from_mapping(GatysConfig, {**base_dict, a.name: v})
             except ImpastoError as exc:
-                raise ConfigError(f"--param {a.name}={v}: {exc}") from None
+                raise ConfigError(f"param {a.name}={v}: {exc}", params=("param", *exc.params)) from None
     combos = []
     for values in itertools.product(*(a.values for a in axes)):
         labels = {a.name: v for a, v in zip(axes, values)}
         try:
             cfg = config_from_mapping(GatysConfig, {**base_dict, **labels})
         except ImpastoError as exc:
-            raise ConfigError(f"--param {_joined(labels)}: {exc}") from None
+            raise ConfigError(f"param {_joined(labels)}: {exc}", params=("param", *exc.params)) from None
         combos.append((labels, cfg))
     _check_layers(combos)
     return combos
@@ -130,8 +131,9 @@ def _check_layers(combos: Sequence[tuple[dict[str, str], GatysConfig]]) -> None:
                 if layer not in names:
                     from ..features.extractor import unknown_layer_message
 
-                    where = f"--param {_joined(labels)}" if fld in labels or "encoder" in labels else "--" + fld.replace("_", "-")
-                    raise ConfigError(f"{where}: {unknown_layer_message(layer, cfg.encoder, names)}")
+                    swept = fld in labels or "encoder" in labels
+                    where = f"param {_joined(labels)}" if swept else fld
+                    raise ConfigError(f"{where}: {unknown_layer_message(layer, cfg.encoder, names)}", params="param" if swept else fld)
 
 
 def _layer_names(encoder: str) -> list[str] | None:
@@ -222,3 +224,110 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             w = csv.DictWriter(fh, fieldnames=keys)
             w.writeheader()
             w.writerows(rows)
+
+
+# ------------------------------------------------------------------------------------------
+# running a grid or a batch: one process, encoders and style targets computed once
+
+
+class _EncoderCache:
+    """Encoders keyed by what builds them (name, weights, preprocessing, pooling, layers, device)."""
+
+    def __init__(self) -> None:
+        self._store: dict[tuple[Any, ...], Any] = {}
+
+    def get(self, config: GatysConfig, download_progress: Any = None) -> Any:
+        from .gatys_method import build_gatys_encoder
+
+        key = (config.encoder, config.weights, config.preprocessing, config.pooling, config.content_layers, config.style_layers, config.device)
+        if key not in self._store:
+            self._store[key] = build_gatys_encoder(config, download_progress)
+        return self._store[key]
+
+
+def _preload(path: Any, max_pixels: int) -> Any:
+    from ..image.io import load_image
+
+    return load_image(path, max_pixels=max_pixels) if isinstance(path, (str, os.PathLike)) else path
+
+
+def _preload_style(spec: Any, max_pixels: int) -> Any:
+    """Load a style once (keeping weight/scale) so every run shares the same tensor."""
+    from ..image.io import load_image
+    from .gatys_method import LoadedStyle, StyleSpec, parse_style_spec
+
+    if isinstance(spec, str):
+        spec = parse_style_spec(spec)
+    if isinstance(spec, StyleSpec):
+        return LoadedStyle(load_image(spec.path, max_pixels=max_pixels), spec)
+    return spec
+
+
+def _style_path(spec: Any) -> str:
+    from .gatys_method import parse_style_spec
+
+    return parse_style_spec(spec).path if isinstance(spec, str) else getattr(spec, "path", str(spec))
+
+
+def _style_list(style: Any) -> list[Any]:
+    return [style] if isinstance(style, (str, os.PathLike, torch.Tensor)) else list(style)
+
+
+def run_sweep(content: Any, style: Any, axes: Sequence[SweepAxis], out_dir: Any, *, config: GatysConfig | None = None,
+              callback: Any = None, columns: int | None = None, download_progress: Any = None) -> dict[str, Any]:
+    """Run a grid over one or two GatysConfig parameters; write each image, a labelled contact
+    sheet (``sheet.png``) and ``results.csv`` (final losses, time) into ``out_dir``."""
+    from ..image.save import save_image
+    from ..progress import MessageEvent, emit
+    from .gatys import StyleCache
+    from .gatys_method import GatysMethod
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = config or GatysConfig()
+    combos = grid(base, axes)
+    encoders, styles_cache = _EncoderCache(), StyleCache()
+    loaded_content = _preload(content, base.max_pixels)
+    loaded_styles = [_preload_style(s, base.max_pixels) for s in _style_list(style)]
+    images, labels, rows = [], [], []
+    for i, (lab, cfg) in enumerate(combos):
+        emit(callback, MessageEvent(f"[{i + 1}/{len(combos)}] " + ", ".join(f"{k}={v}" for k, v in lab.items())))
+        enc = encoders.get(cfg, download_progress)
+        r = GatysMethod().run(cfg, {"content": loaded_content, "style": loaded_styles}, callback=callback, extractor=enc, style_cache=styles_cache)
+        name = slug(lab) + ".png"
+        r.save(out / name, sidecar=False)
+        images.append(r.image)
+        labels.append(", ".join(f"{k}={v}" for k, v in lab.items()))
+        rows.append({**lab, "file": name, **{f"loss_{k}": round(v, 6) for k, v in r.losses.items()}, "time_s": r.manifest["time_s"]})
+    cols = columns or (len(axes[-1].values) if len(axes) == 2 else min(len(images), 4))
+    save_image(out / "sheet.png", contact_sheet(images, labels, cols))
+    write_csv(out / "results.csv", rows)
+    return {"runs": rows, "sheet": str(out / "sheet.png"), "csv": str(out / "results.csv"), "style_targets_computed": len(styles_cache)}
+
+
+def run_batch(contents: Sequence[Any], styles: Sequence[Any], out_dir: Any, *, config: GatysConfig | None = None,
+              callback: Any = None, download_progress: Any = None) -> list[dict[str, Any]]:
+    """Stylise every content image with every style in one process (``<content>__<style>.png``);
+    the encoder is built once and style targets are cached per (style, size, layers, encoder)."""
+    from ..progress import MessageEvent, emit
+    from .gatys import StyleCache
+    from .gatys_method import GatysMethod
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = config or GatysConfig()
+    encoders, cache = _EncoderCache(), StyleCache()
+    enc = encoders.get(cfg, download_progress)
+    loaded_styles = [_preload_style(s, cfg.max_pixels) for s in styles]
+    done = []
+    total = len(contents) * len(loaded_styles)
+    for ci, c in enumerate(contents):
+        loaded = _preload(c, cfg.max_pixels)
+        for si, (s, spec) in enumerate(zip(loaded_styles, styles)):
+            k = ci * len(loaded_styles) + si + 1
+            emit(callback, MessageEvent(f"[{k}/{total}] {Path(str(c)).name} x {Path(str(_style_path(spec))).name}"))
+            r = GatysMethod().run(cfg, {"content": loaded, "style": [s]}, callback=callback, extractor=enc, style_cache=cache)
+            name = f"{Path(str(c)).stem}__{Path(str(_style_path(spec))).stem}.png"
+            r.save(out / name)
+            done.append({"content": str(c), "style": str(_style_path(spec)), "output": str(out / name), "losses": r.losses})
+    return done
