@@ -1,25 +1,24 @@
 """Contract over every registered method: frozen Config dataclasses whose fields all have help
-text, valid defaults, a JSON schema and CLI options generated from them, unset flags keep defaults."""
+text, valid defaults, a JSON schema and CLI options generated from them, unset flags keep defaults;
+a CLI command per method with every option as a flag; the training and apply configs too."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 
 import pytest
 
+import impasto
+from impasto import api
 from impasto.config import add_config_arguments, config_from_args, config_schema, config_to_dict
-from impasto.methods import METHODS
 
 
 def _configs():
-    for name, module in METHODS.items():
-        mod = importlib.import_module(module)
-        found = [obj for attr, obj in vars(mod).items() if attr.endswith("Config") and dataclasses.is_dataclass(obj) and obj.__module__ == mod.__name__]
-        assert found, f"method {name} declares no Config"
-        for cls in found:
-            yield pytest.param(cls, id=f"{name}.{cls.__name__}")
+    for name in impasto.list_methods():
+        cls = api.method_config(name)
+        yield pytest.param(cls, id=f"{name}.{cls.__name__}")
+    yield pytest.param(api.train_config_class(), id="train.TrainConfig")
 
 
 @pytest.mark.parametrize("cls", list(_configs()))
@@ -43,3 +42,8 @@ def test_every_method_has_a_command():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     commands = set(sub.choices)
     assert {"gatys", "reconstruct", "train", "apply", "export"} <= commands
+    for name in impasto.list_methods():
+        assert name in commands, f"method {name} has no command"
+        dests = {a.dest for a in sub.choices[name]._actions}
+        fields = {f.name for f in dataclasses.fields(api.method_config(name)) if f.metadata.get("cli", True) is not False}
+        assert fields <= dests, f"impasto {name} lacks options {sorted(fields - dests)}"

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from .. import api
 from ..config import add_config_arguments, config_from_args
 from .runtime import tune_allocator  # noqa: F401 (re-exported for callers of impasto.cli.apply)
 
@@ -29,8 +30,7 @@ metadata. Unreadable inputs are reported and skipped; the exit code is then 2.
 
 
 def register(subparsers: Any) -> None:
-    from ..methods.feedforward import ApplyConfig
-
+    ApplyConfig = api.apply_config_class()
     p = subparsers.add_parser(
         "apply",
         help="stylise images with a trained network (fast, any size)",
@@ -46,8 +46,9 @@ def register(subparsers: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ..methods.feedforward import ApplyConfig, apply_model
     from .progress import ProgressRenderer
+
+    ApplyConfig = api.apply_config_class()
 
     quiet = bool(getattr(args, "quiet", False))
     config = config_from_args(ApplyConfig, args)
@@ -55,7 +56,7 @@ def run_command(args: argparse.Namespace) -> int:
         tune_allocator()
     renderer = ProgressRenderer(enabled=not quiet, unit="img", desc="stylising")
     try:
-        result = apply_model(args.model, list(args.images), args.output, config=config, callback=renderer)
+        result = api.apply(args.model, list(args.images), args.output, config=config, callback=renderer)
     finally:
         renderer.close()
     n = len(result.written)

@@ -37,8 +37,8 @@ def register(subparsers: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ..methods.feedforward import export_model
+    from .. import api
 
-    path = export_model(args.model, args.output, format=args.format, opset=args.opset)
+    path = api.export(args.model, args.output, format=args.format, opset=args.opset)
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..atomic import check_writable
+from .. import api
 from ..config import add_config_arguments, config_from_args
 from ..errors import UsageError
 
@@ -32,8 +32,7 @@ The output embeds all parameters (PNG text chunk) and OUT.json holds the full ru
 
 
 def register(subparsers: Any) -> None:
-    from ..methods.gatys import GatysConfig
-
+    GatysConfig = api.method_config("gatys")
     p = subparsers.add_parser(
         "gatys",
         help="optimisation-based style transfer (Gatys et al.)",
@@ -68,9 +67,9 @@ def _memory_bound(args: argparse.Namespace) -> bool:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .. import api
-    from ..methods.gatys import GatysConfig
     from .progress import ProgressRenderer, download_bar
+
+    GatysConfig = api.method_config("gatys")
 
     quiet = getattr(args, "quiet", False)
     if getattr(args, "tune_allocator", True) and not _memory_bound(args):
@@ -93,7 +92,7 @@ def run_command(args: argparse.Namespace) -> int:
         content = args.content
         out = Path(args.output)
         config_kwargs = {}
-    check_writable(out)
+    api.check_output(out)
     renderer = ProgressRenderer(enabled=not quiet)
     if args.resume:
         result = api.stylize(content, styles, resume=args.resume, callback=renderer, snapshot_path=out, download_progress=download_bar("weights", not quiet), **config_kwargs)

@@ -8,18 +8,23 @@ import logging
 import sys
 from typing import Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ImpastoError
 
 __all__ = ["main", "entry", "build_parser"]
 
-#: sub-command modules, each with register(subparsers)
-COMMANDS = (
-    "impasto.cli.gatys",
-    "impasto.cli.reconstruct",
+#: registered methods with a hand-written shell (batches of files, resuming, ...); every other
+#: registered method, plugins included, gets the command built by impasto.cli.method
+SHELLS = {
+    "gatys": "impasto.cli.gatys",
+    "reconstruct": "impasto.cli.reconstruct",
+    "apply": "impasto.cli.apply",
+}
+
+#: commands that are tools rather than methods, each a module with register(subparsers)
+TOOLS = (
     "impasto.cli.sweep",
     "impasto.cli.train",
-    "impasto.cli.apply",
     "impasto.cli.export",
     "impasto.cli.monitor",
     "impasto.cli.weights",
@@ -50,7 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
+    from .. import api
+    from .method import register_method
+
+    for method in api.list_methods():  # the methods, from the registry
+        if method in SHELLS:
+            importlib.import_module(SHELLS[method]).register(sub)
+        else:
+            register_method(sub, method)
+    for name in TOOLS:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -79,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImpastoError as exc:
         if args.debug:
             raise
-        print(f"impasto: error: {exc}", file=sys.stderr)
+        print(f"impasto: error: {exc.with_flags()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("impasto: interrupted", file=sys.stderr)

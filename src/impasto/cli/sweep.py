@@ -40,11 +40,10 @@ are computed once per size.
 
 
 def register(subparsers: Any) -> None:
-    from ..methods.gatys import GatysConfig
+    from .. import api
 
-    from ..methods.sweep import LIST_VALUED
-
-    epilog = SWEEP_EPILOG.replace("{lists}", ", ".join(LIST_VALUED))
+    GatysConfig = api.method_config("gatys")
+    epilog = SWEEP_EPILOG.replace("{lists}", ", ".join(api.sweep_list_valued()))
     p = subparsers.add_parser("sweep", help="run a grid over one or two parameters and write a contact sheet", description="Compare settings side by side: one run per combination of the --param values.", epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("content", help="the photograph")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s): PATH[:WEIGHT[:SCALE]]")
@@ -63,15 +62,13 @@ def register(subparsers: Any) -> None:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from .. import api
-    from ..methods.gatys import GatysConfig
-    from ..methods.sweep import parse_axis
     from .progress import ProgressRenderer
 
-    axes = [parse_axis(p) for p in args.param]
+    axes = [api.parse_sweep_axis(p) for p in args.param]
     for axis in axes:
         if axis.note:
             print(f"note: {axis.note}", file=sys.stderr)
-    config = config_from_args(GatysConfig, args)
+    config = config_from_args(api.method_config("gatys"), args)
     renderer = ProgressRenderer(enabled=not args.quiet)
     info = api.sweep(args.content, args.styles, axes, args.output, config=config, callback=renderer)
     renderer.close()
@@ -81,10 +78,9 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def run_batch(args: argparse.Namespace) -> int:
     from .. import api
-    from ..methods.gatys import GatysConfig
     from .progress import ProgressRenderer
 
-    config = config_from_args(GatysConfig, args)
+    config = config_from_args(api.method_config("gatys"), args)
     renderer = ProgressRenderer(enabled=not args.quiet)
     done = api.batch(args.contents, args.batch_styles, args.output, config=config, callback=renderer)
     renderer.close()

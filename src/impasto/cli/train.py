@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from .. import api
 from ..config import add_config_arguments, config_from_mapping
 from ..errors import UsageError
 
@@ -31,8 +31,7 @@ unreadable files are skipped and counted. Layer lists take NAME[:WEIGHT],...
 
 
 def register(subparsers: Any) -> None:
-    from ..methods.feedforward import TrainConfig
-
+    TrainConfig = api.train_config_class()
     p = subparsers.add_parser(
         "train",
         help="train a fast feed-forward network for one style (Johnson et al.; texture networks)",
@@ -49,20 +48,16 @@ def register(subparsers: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ..methods.feedforward import CONFIG_NAME, TrainConfig, train
     from .progress import ProgressRenderer
+
+    TrainConfig = api.train_config_class()
 
     quiet = bool(getattr(args, "quiet", False))
     out = Path(args.output)
     given = {name: getattr(args, name) for name in TrainConfig.__dataclass_fields__ if hasattr(args, name)}
     style, data = args.style, args.data
     if args.resume:
-        try:
-            saved = json.loads((out / CONFIG_NAME).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"{out}: nothing to resume (no {CONFIG_NAME}); start a run with --style and --data") from None
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{out / CONFIG_NAME}: unreadable ({exc})") from None
+        saved = api.saved_training(out)
         config = config_from_mapping(TrainConfig, {**saved.get("config", {}), **given})
         style = style or (saved.get("style") or {}).get("path")
         data = data or saved.get("data")
@@ -78,7 +73,7 @@ def run_command(args: argparse.Namespace) -> int:
         tune_allocator()
     renderer = ProgressRenderer(enabled=not quiet, unit="step", desc="training")
     try:
-        model = train(config, style, data, out, callback=renderer, resume=args.resume)
+        model = api.train(config, style, data, out, callback=renderer, resume=args.resume)
     finally:
         renderer.close()
     print(f"wrote {model}", file=sys.stderr)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import api
 from ..errors import ChecksumError, UsageError, WeightsError
 
 __all__ = ["register"]
@@ -104,46 +105,38 @@ def _fmt_size(size: int | None) -> str:
 
 def _state(spec: Any, *, deep: bool) -> tuple[str, bool]:
     """(cache column text, ok) for one record."""
-    from ..weights import store
-
-    path = store.cache_path(spec)
+    path = api.weights_cache_path(spec)
     if not path.is_file():
         return "no", True
     if not deep:
         size_ok = spec.size_fits(path.stat().st_size)
         return ("yes" if size_ok else "WRONG SIZE"), size_ok
     try:
-        store.verify(path, spec, deep=True)
+        api.verify_weights(path, spec)
     except ChecksumError:
         return "MISMATCH", False
     return "verified", True
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..weights import list_specs, store
-
-    from ..weights import CAFFE
-
     rows = [("NAME", "ARCH", "MB", "CACHED", "CHECK", "INPUT", "LICENCE")]
-    for spec in list_specs():
+    for spec in api.list_weights():
         text, _ = _state(spec, deep=args.verify)
         check = "sha256" if spec.check == "sha256" else "prefix"
-        pre = "caffe" if spec.preprocessing == CAFFE else "torchvision"
+        pre = "caffe" if api.is_caffe_weights(spec) else "torchvision"
         rows.append((spec.name, spec.arch, _fmt_size(spec.size), text, check, pre, spec.licence))
     last = len(rows[0]) - 1
     widths = [max(len(r[i]) for r in rows) for i in range(last)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) if i < last else cell for i, cell in enumerate(row)).rstrip())
-    print(f"\ncache: {store.cache_dir()}")
+    print(f"\ncache: {api.weights_cache_dir()}")
     return 0
 
 
 def _names(names: list[str]) -> list[Any]:
-    from ..weights import get_spec, list_specs
-
     if "all" in names:
-        return list_specs()
-    return [get_spec(n) for n in dict.fromkeys(names)]  # unknown names fail before any download
+        return api.list_weights()
+    return [api.get_weights(n) for n in dict.fromkeys(names)]  # unknown names fail before any download
 
 
 class _Bar:
@@ -165,14 +158,12 @@ class _Bar:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from ..weights import store
-
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     for spec in _names(args.names):
         bar = _Bar(spec.name, enabled=not getattr(args, "quiet", False))
         try:
-            path = store.download(spec, progress=bar, timeout=args.timeout)
+            path = api.download_weights(spec, progress=bar, timeout=args.timeout)
         finally:
             bar.close()
         print(f"{spec.name}: {path}")
@@ -180,21 +171,19 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ..weights import list_specs, store
-
-    specs = _names(args.names) if args.names else [s for s in list_specs() if store.cache_path(s).is_file()]
+    specs = _names(args.names) if args.names else [s for s in api.list_weights() if api.weights_cache_path(s).is_file()]
     if not specs:
-        print(f"no weights cached in {store.cache_dir()}")
+        print(f"no weights cached in {api.weights_cache_dir()}")
         return 0
     failed = 0
     for spec in specs:
-        path = store.cache_path(spec)
+        path = api.weights_cache_path(spec)
         if not path.is_file():
             print(f"{spec.name}: not cached ({path})")
             failed += 1
             continue
         try:
-            store.verify(path, spec, deep=True)
+            api.verify_weights(path, spec)
         except ChecksumError as exc:
             print(f"{spec.name}: MISMATCH: {exc}")
             failed += 1
@@ -204,20 +193,18 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..weights import get_spec, list_specs, store
-
     src = Path(args.file).expanduser()
     if not src.is_file():
         raise WeightsError(f"{src}: no such file" if not src.exists() else f"{src}: not a file")
     if args.name:
-        spec = get_spec(args.name)
+        spec = api.get_weights(args.name)
     else:
-        spec = store.identify(src) or next((s for s in list_specs() if s.filename == src.name), None)
+        spec = api.identify_weights(src) or next((s for s in api.list_weights() if s.filename == src.name), None)
         if spec is None:
             raise WeightsError(
                 f"{src}: not a known checkpoint (its SHA-256 and name match none of: "
-                f"{', '.join(s.name for s in list_specs())}); to use it anyway pass it directly, e.g. --weights {src}"
+                f"{', '.join(s.name for s in api.list_weights())}); to use it anyway pass it directly, e.g. --weights {src}"
             )
-    path = store.import_file(src, spec.name)
+    path = api.import_weights(src, spec.name)
     print(f"{spec.name}: {path}")
     return 0

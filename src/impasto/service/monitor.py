@@ -33,9 +33,9 @@ def _page() -> str:
 
 
 def _read_log(path: Path) -> list[dict[str, Any]]:
-    from ..optim.training import read_log
+    from ..api import read_training_log
 
-    return read_log(path)
+    return read_training_log(path)
 
 
 def create_monitor_app(run_dir: str | os.PathLike[str]) -> Any:
