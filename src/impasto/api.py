@@ -132,7 +132,7 @@ def reconstruct(image: Any, *, config: Any = None, callback: Callable[[Event], N
 def train(config: Any, style: PathLike | None, data: PathLike | None, out_dir: PathLike, *, callback: Callable[[Event], None] | None = None, resume: bool = False) -> Path:
     """Train a feed-forward stylisation network into ``out_dir``; returns the model file.
 
-    ``config``: a TrainConfig (``impasto.api.method_config``-style: ``train_config()``), ``style``:
+    ``config``: a TrainConfig (build one with ``train_config(**options)``), ``style``:
     the style image, ``data``: a folder of photos (None for texture synthesis).
     """
     from .methods import feedforward
@@ -153,12 +153,6 @@ def train_config_class() -> type:
 
     return TrainConfig
 
-
-def apply_config_class() -> type:
-    """The ApplyConfig dataclass (options of applying a trained network)."""
-    from .methods.feedforward import ApplyConfig
-
-    return ApplyConfig
 
 
 def saved_training(out_dir: PathLike) -> dict[str, Any]:
@@ -227,10 +221,6 @@ def check_output(path: PathLike) -> Path:
 
     return check_writable(path)
 
-
-def describe_config(config: Any) -> Mapping[str, Any]:
-    """A JSON-friendly dict of any Config (what manifests store)."""
-    return config_to_dict(config)
 
 
 def load_input_image(source: Any, what: str = "image", max_pixels: int | None = None) -> tuple[Any, Any, dict[str, Any]]:

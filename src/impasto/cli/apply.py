@@ -30,7 +30,7 @@ metadata. Unreadable inputs are reported and skipped; the exit code is then 2.
 
 
 def register(subparsers: Any) -> None:
-    ApplyConfig = api.apply_config_class()
+    ApplyConfig = api.method_config("apply")
     p = subparsers.add_parser(
         "apply",
         help="stylise images with a trained network (fast, any size)",
@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from .progress import ProgressRenderer
 
-    ApplyConfig = api.apply_config_class()
+    ApplyConfig = api.method_config("apply")
 
     quiet = bool(getattr(args, "quiet", False))
     config = config_from_args(ApplyConfig, args)

@@ -195,10 +195,7 @@ class Wasserstein(StyleStatistic):
     name = "wasserstein"
     description = "Gaussian W2 (mean and covariance)"
 
-    def accumulate(self, features: torch.Tensor, mask: torch.Tensor | None = None, params: torch.Tensor | None = None) -> Stats:
-        f, _w, fw, sums = pixel_sums(features, mask)
-        sums["s2"] = torch.bmm(fw, f.transpose(1, 2))
-        return sums
+    accumulate = Gram.accumulate  # the same sums: pixel count, first and second moments
 
     def finalize(self, sums: Stats) -> Stats:
         n = sums["n"].clamp_min(EPS)

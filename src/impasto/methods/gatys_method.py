@@ -127,7 +127,8 @@ def _write_snapshot(path: Path, event: SnapshotEvent, alpha: Any, manifest: dict
     write_json(Path(str(path) + ".json"), {**manifest, "status": "running", "output": str(path)})
 
 
-def _as_style_specs(style: Any) -> list[Any]:
+def as_style_list(style: Any) -> list[Any]:
+    """One style (path, spec, loaded image, tensor) or several -> a list."""
     if isinstance(style, (str, os.PathLike, StyleSpec, LoadedStyle, torch.Tensor)) or type(style).__name__ == "LoadedImage":
         return [style]
     return list(style)
@@ -136,7 +137,7 @@ def _as_style_specs(style: Any) -> list[Any]:
 def _style_inputs(style: Any, max_pixels: int) -> tuple[list[gatys.StyleInput], list[dict[str, Any]]]:
     inputs: list[gatys.StyleInput] = []
     infos: list[dict[str, Any]] = []
-    for item in _as_style_specs(style):
+    for item in as_style_list(style):
         spec = parse_style_spec(item) if isinstance(item, str) else item
         if isinstance(spec, LoadedStyle):
             img, _, info = load_input(spec.loaded, "style", max_pixels)

@@ -269,10 +269,6 @@ def _style_path(spec: Any) -> str:
     return parse_style_spec(spec).path if isinstance(spec, str) else getattr(spec, "path", str(spec))
 
 
-def _style_list(style: Any) -> list[Any]:
-    return [style] if isinstance(style, (str, os.PathLike, torch.Tensor)) else list(style)
-
-
 def run_sweep(content: Any, style: Any, axes: Sequence[SweepAxis], out_dir: Any, *, config: GatysConfig | None = None,
               callback: Any = None, columns: int | None = None, download_progress: Any = None) -> dict[str, Any]:
     """Run a grid over one or two GatysConfig parameters; write each image, a labelled contact
@@ -280,7 +276,7 @@ def run_sweep(content: Any, style: Any, axes: Sequence[SweepAxis], out_dir: Any,
     from ..image.save import save_image
     from ..progress import MessageEvent, emit
     from .gatys import StyleCache
-    from .gatys_method import GatysMethod
+    from .gatys_method import GatysMethod, as_style_list
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -288,7 +284,7 @@ def run_sweep(content: Any, style: Any, axes: Sequence[SweepAxis], out_dir: Any,
     combos = grid(base, axes)
     encoders, styles_cache = _EncoderCache(), StyleCache()
     loaded_content = _preload(content, base.max_pixels)
-    loaded_styles = [_preload_style(s, base.max_pixels) for s in _style_list(style)]
+    loaded_styles = [_preload_style(s, base.max_pixels) for s in as_style_list(style)]
     images, labels, rows = [], [], []
     for i, (lab, cfg) in enumerate(combos):
         emit(callback, MessageEvent(f"[{i + 1}/{len(combos)}] " + ", ".join(f"{k}={v}" for k, v in lab.items())))
