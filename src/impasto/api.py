@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ._version import __version__  # noqa: F401 (re-exported)
 from .config import config_from_mapping, config_schema, config_to_dict  # noqa: F401 (re-exported for callers)
 from .errors import UsageError
+from .methods.ff_train import ADD_STYLE_STEPS  # noqa: F401 (re-exported for the CLI's help)
 from .methods.gatys_method import LoadedStyle, StyleSpec, load_manifest, parse_style_spec, snapshot_name  # noqa: F401
 from .methods.registry import ENTRY_POINT_GROUP, Input, get_method, method_names, register, split_arguments, unregister  # noqa: F401
 from .methods.result import Result, resume_state_path, write_resume_state  # noqa: F401
@@ -129,30 +130,70 @@ def reconstruct(image: Any, *, config: Any = None, callback: Callable[[Event], N
     return run("reconstruct", config=config, callback=callback, image=image, **options)
 
 
-def train(config: Any, style: PathLike | None, data: PathLike | None, out_dir: PathLike, *, callback: Callable[[Event], None] | None = None, resume: bool = False) -> Path:
-    """Train a feed-forward stylisation network into ``out_dir``; returns the model file.
+def train(config: Any, style: Any, data: PathLike | None, out_dir: PathLike, *, callback: Callable[[Event], None] | None = None, resume: bool = False,
+          style_data: PathLike | None = None, add_style_from: PathLike | None = None, **options: Any) -> Path:
+    """Train a feed-forward network into ``out_dir``; returns the model file.
 
-    ``config``: a TrainConfig (build one with ``train_config(**options)``), ``style``:
-    the style image, ``data``: a folder of photos (None for texture synthesis).
+    ``config``: a training config (``train_config(**options)``; None: defaults of ``options["arch"]``
+    plus ``options``); ``data``: a folder of photos (None for texture synthesis); ``style``: the
+    style image, or several images / a folder of them for ``arch="multistyle"``;
+    ``style_data``: a folder of paintings for ``arch="adain"`` (any style); ``add_style_from``: a
+    multi-style model to which ``style`` is added (only its γ/β are trained).
     """
     from .methods import feedforward
 
-    return feedforward.train(config, style, data, out_dir, callback=callback, resume=resume)
+    arch = str(getattr(config, "arch", None) or options.get("arch") or "johnson")
+    if arch == "adain":
+        from .methods.adain_train import train_adain
+
+        config = _as_config(train_config_class(arch), config, options)
+        if style is not None:
+            raise UsageError("an AdaIN network learns from a folder of paintings (style_data), not one style image", params="style_data")
+        return train_adain(config, data, style_data, out_dir, callback=callback, resume=resume)
+    if style_data is not None:
+        raise UsageError(f"style_data (a folder of paintings) is for arch adain, not {arch}", params="style_data")
+    if config is None and add_style_from is not None:
+        return feedforward.train(None, style, data, out_dir, callback=callback, resume=resume, add_style_from=add_style_from, **options)
+    config = _as_config(train_config_class(arch), config, options)
+    return feedforward.train(config, style, data, out_dir, callback=callback, resume=resume, add_style_from=add_style_from)
+
+
+def _as_config(cls: type, config: Any, options: Mapping[str, Any]) -> Any:
+    """``config`` as an instance of ``cls`` (the arch's own config class, with its defaults): a
+    config of another class keeps only the values it set away from its own defaults."""
+    if config is None:
+        return config_from_mapping(cls, dict(options))
+    if not isinstance(config, cls):
+        defaults = config_to_dict(type(config)())
+        explicit = {k: v for k, v in config_to_dict(config).items() if k in cls.__dataclass_fields__ and v != defaults.get(k)}
+        config = config_from_mapping(cls, {**explicit, "arch": getattr(config, "arch")})
+    return config_from_mapping(cls, {**config_to_dict(config), **options}) if options else config
 
 
 def train_config(**options: Any) -> Any:
-    """A validated TrainConfig from keyword options (``arch=``, ``steps=``, ...)."""
-    from .methods.feedforward import TrainConfig
+    """A validated training config from keyword options (``arch=``, ``steps=``, ...); ``arch="adain"``
+    gets the AdaIN recipe's defaults (VGG19 relu4_1, lr 1e-4, batch 8, ...)."""
+    return config_from_mapping(train_config_class(options.get("arch")), options)
 
-    return config_from_mapping(TrainConfig, options)
 
+def train_config_class(arch: str | None = None) -> type:
+    """The training config dataclass of ``arch`` (the CLI builds ``impasto train``'s flags from
+    the default one, TrainConfig)."""
+    if arch == "adain":
+        from .methods.adain_train import AdaINTrainConfig
 
-def train_config_class() -> type:
-    """The TrainConfig dataclass (the CLI builds ``impasto train``'s flags from it)."""
+        return AdaINTrainConfig
     from .methods.feedforward import TrainConfig
 
     return TrainConfig
 
+
+def model_styles(model: PathLike) -> list[dict[str, Any]]:
+    """The styles a multi-style model holds (``index``, ``name``, ``sha256``), ``[]`` for others."""
+    from .methods.ff_model import load_model
+    from .methods.ff_styles import model_styles as styles_of
+
+    return styles_of(load_model(model).meta)
 
 
 def saved_training(out_dir: PathLike) -> dict[str, Any]:
@@ -171,11 +212,15 @@ def saved_training(out_dir: PathLike) -> dict[str, Any]:
 
 
 def apply(model: PathLike, images: Any = (), out_dir: PathLike = "styled", *, config: Any = None,
-          callback: Callable[[Event], None] | None = None, **overrides: Any) -> Any:
-    """Stylise images and folders with a trained model into ``out_dir`` (an ApplyResult)."""
+          callback: Callable[[Event], None] | None = None, styles: Sequence[Any] = (), masks: Sequence[Any] = (), **overrides: Any) -> Any:
+    """Stylise images and folders with a trained model into ``out_dir`` (an ApplyResult).
+
+    ``styles``: paintings for an AdaIN model (``masks``: one grey map per painting); a
+    multi-style model takes ``style_index=`` or ``style_mix=`` among the overrides.
+    """
     from .methods import feedforward
 
-    return feedforward.apply_model(model, images, out_dir, config=config, callback=callback, **overrides)
+    return feedforward.apply_model(model, images, out_dir, config=config, callback=callback, styles=styles, masks=masks, **overrides)
 
 
 def export(model: PathLike, out: PathLike | None = None, *, format: str = "onnx", opset: int = 17) -> Path:

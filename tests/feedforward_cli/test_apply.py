@@ -233,7 +233,7 @@ def test_apply_method_equals_apply_model(tmp_path, models, photo):
     from impasto.methods.registry import get_method
 
     method = get_method("apply")
-    assert isinstance(method, ApplyMethod) and [i.name for i in method.inputs] == ["model", "image"]
+    assert isinstance(method, ApplyMethod) and [i.name for i in method.inputs] == ["model", "image", "style", "style_mask"]
     src = photo("p.png", 40, 56, alpha=True)
     config = ApplyConfig(edge=48, strength=0.8, preserve_colors="luminance")
     written = apply_model(models["johnson-small"], [src], tmp_path / "files", config=config).written[0]

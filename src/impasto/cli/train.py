@@ -19,6 +19,10 @@ examples:
   impasto train --style starry.jpg --data photos/ -o models/starry-small --arch johnson-small --steps 20000
   impasto train --style wall.jpg --texture --arch texture -o models/wall      # texture synthesis, no photos
   impasto train --style starry.jpg --data photos/ -o m --style-layers relu1_2:0.5,relu2_2,relu3_3,relu4_3
+  impasto train --arch multistyle --style a.jpg --style b.jpg --data photos/ -o models/two
+  impasto train --arch multistyle --style-dir paintings/ --data photos/ -o models/many
+  impasto train --arch multistyle --add-style c.jpg --from models/two -o models/three   # only c's γ/β
+  impasto train --arch adain --data coco/ --style-data wikiart/ -o models/adain  # any painting
   impasto train --resume -o models/starry                                     # continue after a stop
   impasto monitor models/starry                                               # watch it in a browser
 
@@ -27,6 +31,13 @@ OUT_DIR receives model.pt (the final, self-describing model), checkpoint.pt + co
 --log-every steps) and previews/step_N/*.png. Ctrl-C saves a checkpoint of the last finished step.
 Photos are found recursively (any mix of JPEG/PNG/WebP/TIFF/BMP/GIF; MS-COCO's layout works);
 unreadable files are skipped and counted. Layer lists take NAME[:WEIGHT],...
+
+Multi-style (Dumoulin et al. 2017): one network, one γ/β pair per style; each step trains one
+style drawn at random. --add-style trains only the new style's γ/β on a copy of --from's model
+(every other parameter stays bit-identical; the settings are --from's, --steps defaults to %(add)d).
+AdaIN (Huang & Belongie 2017) trains a decoder for a frozen VGG19 (relu4_1); its defaults differ:
+--encoder vgg19 --content-layers relu4_1 --style-layers relu1_1,relu2_1,relu3_1,relu4_1
+--style-weight 10 --tv-weight 0 --lr 1e-4 --batch-size 8 --steps 160000.
 """
 
 
@@ -34,13 +45,17 @@ def register(subparsers: Any) -> None:
     TrainConfig = api.train_config_class()
     p = subparsers.add_parser(
         "train",
-        help="train a fast feed-forward network for one style (Johnson et al.; texture networks)",
+        help="train a fast feed-forward network: one style, many styles (multistyle) or any painting (adain)",
         description="Train a generator network that stylises any photo in one pass (or synthesises a texture).",
-        epilog=EPILOG,
+        epilog=EPILOG % {"add": api.ADD_STYLE_STEPS},
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--style", metavar="STYLE", help="the style image")
+    p.add_argument("--style", metavar="STYLE", action="append", help="the style image (multistyle: repeat it, one per style, in index order)")
+    p.add_argument("--style-dir", metavar="DIR", help="multistyle: every image in DIR is a style (sorted by path: the index order)")
     p.add_argument("--data", metavar="PHOTOS_DIR", help="folder of training photos (searched recursively)")
+    p.add_argument("--style-data", metavar="PAINTINGS_DIR", help="adain: folder of paintings (searched recursively, e.g. WikiArt)")
+    p.add_argument("--add-style", metavar="STYLE", action="append", help="multistyle: add this style (repeatable) to the model of --from, training only its γ/β")
+    p.add_argument("--from", dest="from_model", metavar="RUN", help="multistyle: the model (model.pt or its training folder) that --add-style extends")
     p.add_argument("-o", "--output", metavar="OUT_DIR", required=True, help="folder for the model, checkpoints, log and previews")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT_DIR from its last checkpoint (style, data and settings are read from OUT_DIR/config.json; --steps may be raised)")
     add_config_arguments(p, TrainConfig, group_title="training options")
@@ -55,25 +70,60 @@ def run_command(args: argparse.Namespace) -> int:
     quiet = bool(getattr(args, "quiet", False))
     out = Path(args.output)
     given = {name: getattr(args, name) for name in TrainConfig.__dataclass_fields__ if hasattr(args, name)}
-    style, data = args.style, args.data
+    styles: Any = list(args.style or []) + ([args.style_dir] if args.style_dir else [])
+    data, style_data, add_from = args.data, args.style_data, args.from_model
+    if args.add_style:
+        if styles:
+            raise UsageError("--add-style adds styles to --from's model; give the new styles with --add-style only")
+        if not add_from and not args.resume:
+            raise UsageError("--add-style needs --from RUN (the multi-style model to extend)")
+        styles = list(args.add_style)
+        if add_from and not data and not args.resume:  # the photos --from was trained on, if its folder says
+            try:
+                data = api.saved_training(add_from).get("data")
+            except UsageError:
+                data = None
+            if not data:
+                raise UsageError("--add-style needs the training photos: give --data PHOTOS_DIR")
+    elif add_from:
+        raise UsageError("--from needs --add-style STYLE (the style to add)")
     if args.resume:
         saved = api.saved_training(out)
-        config = config_from_mapping(TrainConfig, {**saved.get("config", {}), **given})
-        style = style or (saved.get("style") or {}).get("path")
+        arch = given.get("arch") or saved.get("config", {}).get("arch")
+        config = config_from_mapping(api.train_config_class(arch), {**saved.get("config", {}), **given})
+        paths = (saved.get("style") or {}).get("path")
+        styles = styles or ([] if paths is None else paths)
         data = data or saved.get("data")
+        style_data = style_data or saved.get("style_data")
+        add_from = add_from or saved.get("add_style_from")
+    elif add_from:
+        config = None
     else:
-        if not args.style:
-            raise UsageError("give the style image with --style STYLE.jpg")
-        config = config_from_mapping(TrainConfig, given)
-        if not config.texture and not args.data:
-            raise UsageError("give a folder of training photos with --data PHOTOS_DIR (or --texture --arch texture for texture synthesis)")
+        arch = given.get("arch", TrainConfig.__dataclass_fields__["arch"].default)
+        config = config_from_mapping(api.train_config_class(arch), given)
+        if arch == "adain":
+            if styles:
+                raise UsageError("--arch adain learns any style from a folder of paintings: give --style-data PAINTINGS_DIR instead of --style")
+            if not style_data or not data:
+                raise UsageError("--arch adain needs --data PHOTOS_DIR and --style-data PAINTINGS_DIR")
+        else:
+            if style_data:
+                raise UsageError(f"--style-data is for --arch adain (not {arch}); give the style image with --style")
+            if not styles:
+                raise UsageError("give the style image with --style STYLE.jpg" + (" (repeat it, or --style-dir DIR)" if "multistyle" in arch else ""))
+            if not config.texture and not args.data:
+                raise UsageError("give a folder of training photos with --data PHOTOS_DIR (or --texture --arch texture for texture synthesis)")
+    style: Any = None if not styles else (styles[0] if len(styles) == 1 and not args.style_dir and not args.add_style else styles)
     from .apply import tune_allocator
 
     if getattr(args, "tune_allocator", True):  # see its docstring: ~1.3x faster steps on a CPU
         tune_allocator()
     renderer = ProgressRenderer(enabled=not quiet, unit="step", desc="training")
     try:
-        model = api.train(config, style, data, out, callback=renderer, resume=args.resume)
+        if config is None:  # --add-style: --from's settings, overridden by the flags given
+            model = api.train(None, style, data, out, callback=renderer, resume=args.resume, add_style_from=add_from, **given)
+        else:
+            model = api.train(config, style, data, out, callback=renderer, resume=args.resume, style_data=style_data, add_style_from=add_from)
     finally:
         renderer.close()
     print(f"wrote {model}", file=sys.stderr)

@@ -27,6 +27,7 @@ from ..image.io import DEFAULT_MAX_PIXELS
 from ..progress import Event, MessageEvent, StageEvent, StepEvent, emit
 from .ff_export import export_model, read_onnx_meta
 from .ff_model import load_model, resolve_model_path
+from .ff_styles import model_styles, parse_style_mix, parse_weights, style_choice
 from .ff_tiling import OnnxRunner, TorchRunner, auto_tile, stylise_tensor
 from .registry import Input
 from .result import Result
@@ -58,6 +59,13 @@ class ApplyConfig:
     device: str = field(default=DEFAULT_DEVICE, metadata=_h("torch runtime device: cpu, auto, cuda, cuda:N, mps"))
     channels_last: bool = field(default=False, metadata=_h("torch runtime: channels-last memory format (try it on GPUs; slower on CPUs here)"))
     seed: int = field(default=0, metadata=_h("noise seed for texture networks (different seeds, different textures)"))
+    style_index: int = field(default=0, metadata=_h("multi-style models: which style (0-based; the model file lists them: impasto apply MODEL --list-styles)", metavar="K"))
+    style_mix: str = field(default="", metadata=_h("multi-style models: interpolate styles, INDEX_OR_NAME:WEIGHT,... e.g. 0:0.3,2:0.7 (weights are normalised)", metavar="MIX"))
+    sheet: bool = field(default=False, metadata=_h("write one contact sheet per photo: the photo and every style of the model (or every --style painting), labelled"))
+    alpha: float = field(default=1.0, metadata=_h("AdaIN models: content-style trade-off, 0 = the photo's own features decoded, 1 = fully the painting's statistics"))
+    style_weights: str = field(default="", metadata=_h("AdaIN models with several --style paintings: their weights, e.g. 0.7,0.3 (default: equal)", metavar="W,W,..."))
+    style_edge: int = field(default=512, metadata=_h("AdaIN models: longest side of a painting when its statistics are measured (0 = as is)"))
+    encoder_weights: str = field(default="", metadata=_h("AdaIN models: encoder weights (name or file) if not the ones recorded in the model; they must be the weights the decoder was trained with", metavar="NAME|FILE"))
     size: str = field(default="512x512", metadata=_h("texture synthesis (--texture models, no input images): output size HxW", metavar="HxW"))
     suffix: str = field(default="", metadata=_h("added to each output name before the extension, e.g. _styled"))
     format: str = field(default="png", metadata=_h("output format", choices=OUTPUT_FORMATS))
@@ -81,8 +89,13 @@ class ApplyConfig:
             (self.bit_depth in (8, 16), "bit_depth", f"bit_depth must be 8 or 16, got {self.bit_depth}"),
             (self.bit_depth == 8 or self.format in ("png", "tif"), ("bit_depth", "format"), "bit_depth 16 needs format png or tif"),
             ("/" not in self.suffix and "\\" not in self.suffix, "suffix", f"suffix {self.suffix!r} must not contain a path separator"),
+            (self.style_index >= 0, "style_index", f"style_index must be >= 0, got {self.style_index}"),
+            (0.0 <= self.alpha <= 1.0, "alpha", f"alpha must be in [0, 1], got {self.alpha}"),
+            (self.style_edge == 0 or self.style_edge >= 16, "style_edge", f"style_edge must be 0 (as is) or >= 16 px, got {self.style_edge}"),
         ])
         parse_size(self.size)
+        parse_style_mix(self.style_mix)
+        parse_weights(self.style_weights)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -135,10 +148,23 @@ class ModelSession:
     """A model opened for applying: its runner (PyTorch or ONNX Runtime), its description
     (``meta``), the tile cell (the network's ``multiple``) and whether it takes a photo.
 
+    Styles: a multi-style model gets the style vector of ``config.style_index`` / ``style_mix``;
+    an arbitrary-style (AdaIN) model needs ``styles`` (paintings: paths, LoadedImages or
+    tensors), mixed by ``config.style_weights``, optionally placed by ``masks`` (one grey map per
+    painting, white where it applies), and prepared for each photo by :meth:`prepare`.
+
     Use as a context manager (an ONNX file exported for this run is deleted at the end).
     """
 
-    def __init__(self, model_path: str | os.PathLike[str], config: ApplyConfig, *, callback: Callable[[Event], None] | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        config: ApplyConfig,
+        *,
+        callback: Callable[[Event], None] | None = None,
+        styles: Sequence[Any] = (),
+        masks: Sequence[Any] = (),
+    ) -> None:
         self.model_file = resolve_model_path(model_path)
         runtime = config.runtime
         if runtime == "auto":
@@ -152,14 +178,84 @@ class ModelSession:
             onnx_path, self.meta, self._tmp = _onnx_for(self.model_file, callback=callback)
             self.runner = OnnxRunner(onnx_path, self.meta, config)
         else:
-            loaded = load_model(self.model_file, device=config.device)
+            overrides = {"weights": config.encoder_weights} if config.encoder_weights else None
+            peek = _peek_net_config(self.model_file) if overrides else None
+            if peek is not None and "weights_id" not in peek:
+                raise ConfigError(f"encoder_weights: {self.model_file} has no encoder of its own (encoder_weights is for AdaIN models)", params="encoder_weights")
+            loaded = load_model(self.model_file, device=config.device, net_overrides=overrides)
             self.meta = loaded.meta
             self.runner = TorchRunner(loaded, config)
         self.cell = int(self.runner.multiple)
-        self.takes_photo = "content" in self.runner.net.takes
+        net = self.runner.net
+        self.takes_photo = "content" in net.takes
+        self.style_vector = style_choice(self.meta, config)
+        #: paints in the style of any painting given at run time (AdaIN)
+        self.arbitrary = "style" in net.takes and self.style_vector is None
+        if self.style_vector is not None:
+            self.runner.style = net.prepare_style(self.style_vector)
+        self.paintings: list[tuple[torch.Tensor, str]] = []
+        self.masks: list[tuple[torch.Tensor, str]] = []
+        self.weights: list[float] = []
+        if self.arbitrary:
+            self._load_paintings(styles, masks, config)
+        elif styles or masks:
+            what = "style paintings" if styles else "style_mask maps"
+            raise UsageError(f"{self.model_file}: {what} are for arbitrary-style (AdaIN) models; this {self.meta.get('arch')} model has its styles built in", params="style" if styles else "style_mask")
+
+    def _load_paintings(self, styles: Sequence[Any], masks: Sequence[Any], config: ApplyConfig) -> None:
+        from ..image.resize import resize_to_edge
+        from .inputs import load_input
+
+        if not styles:
+            raise UsageError(f"{self.model_file}: an AdaIN model paints in the style of any painting; give one (style)", params="style")
+        for src in styles:
+            image, _, info = load_input(src, "style", config.max_pixels)
+            if config.style_edge and max(image.shape[-2:]) != config.style_edge:
+                image = resize_to_edge(image, config.style_edge)
+            self.paintings.append((image, Path(info["path"]).name if info.get("path") else "painting"))
+        self.weights = parse_weights(config.style_weights)
+        if self.weights and len(self.weights) != len(self.paintings):
+            raise ConfigError(f"style_weights: {len(self.weights)} weights for {len(self.paintings)} style paintings", params="style_weights")
+        if masks and len(masks) != len(self.paintings):
+            raise ConfigError(f"style_mask: {len(masks)} masks for {len(self.paintings)} style paintings (give one per painting)", params="style_mask")
+        for src in masks:
+            image, _, info = load_input(src, "style mask", config.max_pixels)
+            self.masks.append((image.mean(dim=1, keepdim=True), str(info.get("path") or "mask")))
+
+    def prepare(self, photo: torch.Tensor, config: ApplyConfig) -> None:
+        """Set the style of an arbitrary-style model for ``photo`` (its paintings' statistics,
+        recoloured to the photo for ``preserve_colors="histogram"``, masks at its size)."""
+        if not self.arbitrary:
+            return
+        from ..image.color import match_color
+        from ..image.resize import resize_mask
+
+        images = [p for p, _ in self.paintings]
+        if config.preserve_colors == "histogram":  # the paintings take the photo's colours (Gatys et al. 2017)
+            images = [match_color(p, photo) for p in images]
+        masks = None
+        if self.masks:
+            h, w = photo.shape[-2:]
+            fitted = []
+            for m, name in self.masks:
+                mh, mw = m.shape[-2:]
+                if abs((mw / mh) / (w / h) - 1) > 0.02:
+                    raise ImageError(f"{name}: mask is {mw}x{mh} but the photo is {w}x{h}; masks must have the photo's aspect ratio")
+                fitted.append(resize_mask(m, (h, w)) if (mh, mw) != (h, w) else m)
+            stack = torch.cat(fitted, dim=0).clamp(0, 1)
+            total = stack.sum(dim=0, keepdim=True)
+            masks = torch.where(total > 1e-6, stack / total.clamp_min(1e-6), torch.full_like(stack, 1.0 / len(fitted)))
+        device = getattr(self.runner, "device", torch.device("cpu"))
+        self.runner.style = self.runner.net.prepare_style([i.to(device) for i in images], self.weights or None, alpha=config.alpha, masks=None if masks is None else masks.to(device))
 
     def describe(self, method: str, config: ApplyConfig) -> dict[str, Any]:
         """The metadata every output of this model carries."""
+        styles: dict[str, Any] = {}
+        if self.style_vector is not None:
+            names = {int(x["index"]): x.get("name") for x in model_styles(self.meta)}
+            styles["style_weights"] = {f"{k}:{names.get(k, k)}": round(float(v), 6) for k, v in enumerate(self.style_vector[0].tolist()) if v}
+        if self.arbitrary:
+            styles.update(paintings=[name for _, name in self.paintings], style_weights=self.weights or None, alpha=config.alpha, masks=[name for _, name in self.masks] or None)
         return {
             "impasto": __version__,
             "method": method,
@@ -172,6 +268,7 @@ class ModelSession:
             "runtime": self.runtime,
             "strength": config.strength,
             "preserve_colors": config.preserve_colors,
+            **styles,
         }
 
     def close(self) -> None:
@@ -195,6 +292,7 @@ def stylise_photo(session: ModelSession, photo: torch.Tensor, config: ApplyConfi
 
     if config.edge and max(photo.shape[-2:]) != config.edge:
         photo = resize_to_edge(photo, config.edge)
+    session.prepare(photo, config)
     size = (int(photo.shape[-2]), int(photo.shape[-1]))
     tile = config.tile or auto_tile(size, config.max_tile, config.overlap, session.cell, whole_pixels=config.whole_pixels)
     y = stylise_tensor(session.runner, photo, size, tile=tile, overlap=config.overlap, stats_edge=config.stats_edge, cell=session.cell)
@@ -212,6 +310,16 @@ def synthesise(session: ModelSession, config: ApplyConfig) -> tuple[torch.Tensor
     size = parse_size(config.size)
     tile = config.tile or auto_tile(size, config.max_tile, config.overlap, session.cell, whole_pixels=config.whole_pixels)
     return stylise_tensor(session.runner, None, size, tile=tile, overlap=config.overlap, stats_edge=config.stats_edge, cell=session.cell), size
+
+
+def _peek_net_config(model_file: Path) -> dict[str, Any] | None:
+    """A model file's ``net_config`` without building the network (None if unreadable: the real
+    load then says why)."""
+    try:
+        data = torch.load(model_file, map_location="cpu", weights_only=True, mmap=True)
+        return dict(data.get("net_config", {}))
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _no_images_message(model_file: Path) -> str:
@@ -240,6 +348,8 @@ def apply_model(
     *,
     config: ApplyConfig | None = None,
     callback: Callable[[Event], None] | None = None,
+    styles: Sequence[Any] = (),
+    masks: Sequence[Any] = (),
     **overrides: Any,
 ) -> ApplyResult:
     """Stylise ``images`` (files and/or folders) with a trained model into ``out_dir``.
@@ -250,6 +360,9 @@ def apply_model(
     at ``config.size``. One bad input file raises its ImageError; in a batch, bad files are
     skipped, reported in ``ApplyResult.failed`` and as warnings, and the rest is written.
     Keyword ``overrides`` (edge=, strength=, tile=, runtime=, ...) replace fields of ``config``.
+    ``styles``/``masks``: paintings (and their region maps) for arbitrary-style (AdaIN) models.
+    ``config.sheet``: one contact sheet per photo (every style of the model, or every painting)
+    named ``<stem>_sheet.<format>`` instead of the stylised image.
     """
     from ..image.io import load_image, save_image
 
@@ -258,7 +371,7 @@ def apply_model(
         config = config_from_mapping(ApplyConfig, {**config_to_dict(config), **overrides})
     if isinstance(images, (str, os.PathLike)):
         images = [images]
-    with ModelSession(model_path, config, callback=callback) as session:
+    with ModelSession(model_path, config, callback=callback, styles=styles, masks=masks) as session:
         out = Path(out_dir)
         if out.exists() and not out.is_dir():
             raise OutputError(f"{out}: exists and is not a folder")
@@ -285,10 +398,11 @@ def apply_model(
         taken: set[Path] = set()
         emit(callback, StageEvent(0, 1, "stylising", len(items)))
         for n, (src, rel) in enumerate(items, 1):
-            target = out / rel.parent / f"{rel.name}{config.suffix}{ext}"
+            stem = f"{rel.name}_sheet" if config.sheet else rel.name
+            target = out / rel.parent / f"{stem}{config.suffix}{ext}"
             k = 1
             while target in taken:
-                target = out / rel.parent / f"{rel.name}{config.suffix}_{k}{ext}"
+                target = out / rel.parent / f"{stem}{config.suffix}_{k}{ext}"
                 k += 1
             taken.add(target)
             try:
@@ -300,9 +414,16 @@ def apply_model(
                 _emit_warning(callback, str(exc))
                 emit(callback, StepEvent(step=n, total=len(items), losses={}))
                 continue
-            y, size, tile = stylise_photo(session, img.image, config)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            save_image(target, y, alpha=img.alpha, metadata={**base_meta, "source": src.name, "size": list(size), "tile": tile}, bit_depth=config.bit_depth)
+            if config.sheet:
+                from .ff_sheet import contact_sheet
+
+                y, labels = contact_sheet(session, img.image, config)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                save_image(target, y, metadata={**base_meta, "source": src.name, "sheet": labels}, bit_depth=config.bit_depth)
+            else:
+                y, size, tile = stylise_photo(session, img.image, config)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                save_image(target, y, alpha=img.alpha, metadata={**base_meta, "source": src.name, "size": list(size), "tile": tile}, bit_depth=config.bit_depth)
             result.written.append(target)
             emit(callback, StepEvent(step=n, total=len(items), losses={}))
     result.seconds = time.perf_counter() - t0
@@ -318,6 +439,8 @@ class ApplyMethod:
     inputs = (
         Input("model", "model", "trained model file (model.pt, .onnx) or training folder"),
         Input("image", "image", "the photo (not needed for texture-synthesis models)", required=False),
+        Input("style", "images", "paintings for arbitrary-style (AdaIN) models, mixed by style_weights", required=False),
+        Input("style_mask", "images", "AdaIN spatial control: one grey map per painting, white where it applies", required=False),
     )
     context: tuple[str, ...] = ()
 
@@ -328,7 +451,12 @@ class ApplyMethod:
         from .inputs import load_input
 
         t0 = time.perf_counter()
-        with ModelSession(inputs["model"], config, callback=callback) as session:
+        styles, masks = inputs.get("style") or (), inputs.get("style_mask") or ()
+        if isinstance(styles, (str, os.PathLike, torch.Tensor)):
+            styles = [styles]
+        if isinstance(masks, (str, os.PathLike, torch.Tensor)):
+            masks = [masks]
+        with ModelSession(inputs["model"], config, callback=callback, styles=styles, masks=masks) as session:
             emit(callback, StageEvent(0, 1, "stylising", 1))
             meta = session.describe(self.name, config)
             alpha = None
@@ -341,8 +469,15 @@ class ApplyMethod:
                 if inputs.get("image") is None:
                     raise UsageError(f"{session.model_file}: this model stylises a photo; give an image")
                 photo, alpha, info = load_input(inputs["image"], "image", config.max_pixels)
-                y, size, tile = stylise_photo(session, photo, config)
-                meta.update(source=Path(info["path"]).name if info.get("path") else None, size=list(size), tile=tile)
+                if config.sheet:
+                    from .ff_sheet import contact_sheet
+
+                    y, labels = contact_sheet(session, photo, config)
+                    alpha = None
+                    meta.update(source=Path(info["path"]).name if info.get("path") else None, sheet=labels)
+                else:
+                    y, size, tile = stylise_photo(session, photo, config)
+                    meta.update(source=Path(info["path"]).name if info.get("path") else None, size=list(size), tile=tile)
             emit(callback, StepEvent(step=1, total=1, losses={}))
         manifest = {**meta, "config": config_to_dict(config), "time_s": round(time.perf_counter() - t0, 3)}
         return Result(image=y, alpha=alpha, manifest=manifest)

@@ -3,7 +3,7 @@
 A model file is a ``torch.save``d dict of plain values and tensors (read back with
 ``weights_only=True``): ``format`` (:data:`MODEL_FORMAT`), ``version``, ``arch`` and ``net_config``
 (rebuild the network through :mod:`impasto.nets.registry`), ``train_config``, the style's name
-and SHA-256, ``steps``, ``licence``, ``notice``, the loss network, the impasto version, the
+and SHA-256 (a multi-style model: ``styles``, each ``index``, ``name`` and ``sha256``), ``steps``, ``licence``, ``notice``, the loss network, the impasto version, the
 creation time and ``state_dict``. It describes itself: applying it needs no other flags.
 """
 
@@ -13,7 +13,7 @@ import datetime as _dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -70,8 +70,15 @@ class LoadedModel:
         return "content" not in self.net.takes  # type: ignore[operator]
 
 
-def model_payload(net: torch.nn.Module, arch: str, net_config: Mapping[str, Any], config: Any, style: Mapping[str, Any], steps: int, encoder_info: Mapping[str, Any]) -> dict[str, Any]:
-    """The contents of a model file: ``config`` is the training config (a dataclass with ``licence``)."""
+def model_payload(
+    net: torch.nn.Module, arch: str, net_config: Mapping[str, Any], config: Any, style: Mapping[str, Any], steps: int, encoder_info: Mapping[str, Any],
+    *, styles: Sequence[Mapping[str, Any]] | None = None, extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The contents of a model file: ``config`` is the training config (a dataclass with ``licence``).
+
+    ``styles``: a multi-style model's styles in index order (``{"index", "name", "sha256", ...}``);
+    ``extra``: further plain entries (e.g. where an added style came from).
+    """
     return {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
@@ -86,6 +93,8 @@ def model_payload(net: torch.nn.Module, arch: str, net_config: Mapping[str, Any]
         "encoder": dict(encoder_info),
         "impasto_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **({"styles": [dict(x) for x in styles]} if styles is not None else {}),
+        **dict(extra or {}),
         "state_dict": {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone() for k, v in net.state_dict().items()},
     }
 
@@ -108,8 +117,11 @@ def resolve_model_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cpu", net_overrides: Mapping[str, Any] | None = None) -> LoadedModel:
     """Load a model file written by ``train`` (``torch.load(weights_only=True)``).
+
+    ``net_overrides`` replace entries of the recorded ``net_config`` when the network is built
+    (e.g. an AdaIN model's encoder ``weights``; the network checks they fit).
 
     Anything wrong (missing, not a torch file, truncated, not an impasto model, unknown
     architecture, weights that do not fit) raises ModelFileError with a one-line message.
@@ -139,7 +151,7 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
     for key in ("arch", "net_config", "state_dict"):
         if key not in data:
             raise ModelFileError(f"{p}: model file lacks {key!r}")
-    net = net_from_config(str(data["arch"]), dict(data["net_config"]))
+    net = net_from_config(str(data["arch"]), {**dict(data["net_config"]), **dict(net_overrides or {})})
     try:
         net.load_state_dict(data["state_dict"], strict=True)
     except (RuntimeError, KeyError, TypeError) as exc:

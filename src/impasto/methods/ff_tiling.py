@@ -100,6 +100,7 @@ class TorchRunner:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.net.to(device=self.device, memory_format=self.memory_format)
         self.seed = config.seed
+        self.style: Any = None  # what the network's prepare_style made (multi-style, AdaIN)
 
     @property
     def multiple(self) -> int:
@@ -109,7 +110,7 @@ class TorchRunner:
     def __call__(self, image: torch.Tensor | None, size: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
         with torch.inference_mode():
             x = None if image is None else image.to(device=self.device, memory_format=self.memory_format)
-            y = self.net.generate(x, size=size, seed=self.seed, origin=origin)  # type: ignore[operator]
+            y = self.net.generate(x, size=size, seed=self.seed, origin=origin, style=self.style)  # type: ignore[operator]
             return y.float().cpu().contiguous()
 
     @property
@@ -167,6 +168,7 @@ class OnnxRunner:
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
         self.seed = config.seed
+        self.style: Any = None  # what the network's prepare_style made (multi-style, AdaIN)
         self.arch = str(meta["arch"])
         self.net_config = dict(meta.get("net_config", {}))
         from ..nets.registry import twin_net
@@ -178,7 +180,7 @@ class OnnxRunner:
 
     def _feeds(self, image: torch.Tensor | None, size: tuple[int, int], origin: tuple[int, int]) -> dict[str, Any]:
         """The graph's inputs for an output of ``size`` at ``origin``, as the network makes them."""
-        inputs = self.net.core_inputs(image if "content" in self.net.takes else None, size, seed=self.seed, origin=origin)  # type: ignore[operator]
+        inputs = self.net.core_inputs(image if "content" in self.net.takes else None, size, seed=self.seed, origin=origin, style=self.style)  # type: ignore[operator]
         return {name: t.numpy() for name, t in inputs.items() if name in self.inputs}
 
     def __call__(self, image: torch.Tensor | None, size: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> torch.Tensor:

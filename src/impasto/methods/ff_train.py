@@ -14,6 +14,7 @@ and the model file written at the end (:mod:`.ff_model`).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -26,13 +27,16 @@ from ..config import check_rules, config_from_mapping, config_to_dict
 from ..errors import ConfigError, ImageError, OutputError, UsageError
 from ..features import DEFAULT_DEVICE
 from ..losses import STYLE_LOSSES
-from ..nets.registry import ARCHS, build_net, synthesis_archs
+from ..nets.registry import ARCHS, build_net, get_arch, synthesis_archs
 from ..optim.training import SCHEDULES
 from ..progress import Event, MessageEvent, SnapshotEvent, emit
 from ..provenance import sha256_file, versions, write_json
-from .ff_model import CHECKPOINT_NAME, CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, model_payload, save_model
+from .ff_model import CHECKPOINT_NAME, CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, LoadedModel, load_model, model_payload, save_model
 
-__all__ = ["TrainConfig", "RESUMABLE_CHANGES", "PerceptualObjective", "parse_layers", "train"]
+__all__ = ["TrainConfig", "RESUMABLE_CHANGES", "ADD_STYLE_STEPS", "PerceptualObjective", "StyleBank", "parse_layers", "style_files", "train"]
+
+#: training steps of an added style when none are given (only its γ/β are trained)
+ADD_STYLE_STEPS = 4000
 
 #: training options that may change when a run is resumed (the rest must match the checkpoint)
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "preview_every", "preview_count", "workers", "device", "licence")
@@ -122,19 +126,81 @@ class PerceptualObjective:
     ``loss`` (a :class:`~impasto.losses.PerceptualLoss` with its style set) scores the output.
     """
 
-    def __init__(self, loss: Callable[..., tuple[torch.Tensor, Mapping[str, torch.Tensor]]], *, size: tuple[int, int], batch_size: int, noise: torch.Generator) -> None:
-        self.loss, self.size, self.batch_size, self.noise = loss, size, batch_size, noise
+    def __init__(
+        self,
+        loss: Callable[..., tuple[torch.Tensor, Mapping[str, torch.Tensor]]],
+        *,
+        size: tuple[int, int],
+        batch_size: int,
+        noise: torch.Generator,
+        styles: StyleBank | None = None,
+    ) -> None:
+        self.loss, self.size, self.batch_size, self.noise, self.styles = loss, size, batch_size, noise, styles
 
     def __call__(self, net: torch.nn.Module, content: torch.Tensor | None) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
         seeds = torch.randint(0, 2**31 - 1, (self.batch_size,), generator=self.noise).tolist() if "noise" in net.takes else None  # type: ignore[operator]
-        output = net.generate(content, size=self.size, seed=seeds, batch=self.batch_size)  # type: ignore[operator]
+        style = self.styles.draw(self.loss) if self.styles is not None else None
+        output = net.generate(content, size=self.size, seed=seeds, batch=self.batch_size, style=style)  # type: ignore[operator]
         return self.loss(output, content=content)
 
 
-def _init_net(arch: str, texture: bool, seed: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+class StyleBank:
+    """The styles of a multi-style network during training: each style's loss targets, computed
+    once and cached, and a generator that picks the style of each step (one style per batch,
+    as in Dumoulin et al.). ``trained``: the indices drawn from (an added style: only the new one)."""
+
+    def __init__(self, stats: Mapping[int, Any], n_styles: int, generator: torch.Generator) -> None:
+        self.stats, self.n_styles, self.generator = dict(stats), int(n_styles), generator
+        self.trained = sorted(self.stats)
+
+    def vector(self, index: int) -> torch.Tensor:
+        """The one-hot 1 x S style vector of style ``index``."""
+        w = torch.zeros(1, self.n_styles)
+        w[0, index] = 1.0
+        return w
+
+    def draw(self, loss: Any) -> torch.Tensor:
+        """Pick this step's style, point ``loss`` at its cached targets, return its style vector."""
+        k = self.trained[int(torch.randint(len(self.trained), (1,), generator=self.generator))]
+        loss.set_style([], stats=[self.stats[k]])
+        return self.vector(k)
+
+
+def style_files(style: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The style images of a run: one file, several, or every image in a folder (recursive,
+    sorted: the order is the style index order)."""
+    from ..data.folder import IMAGE_EXTENSIONS
+
+    items = [style] if isinstance(style, (str, os.PathLike)) else list(style)
+    files: list[Path] = []
+    for raw in items:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted((f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS), key=lambda f: f.relative_to(p).as_posix())
+            if not found:
+                raise UsageError(f"{p}: no style images found in the folder", params="style")
+            files += found
+        else:
+            files.append(p)
+    return files
+
+
+def _load_base(path: str | os.PathLike[str]) -> LoadedModel:
+    """The multi-style model a style is added to."""
+    base = load_model(path)
+    if "n_styles" not in base.meta.get("net_config", {}):
+        raise UsageError(f"{base.path}: a {base.arch} model holds one style; adding a style needs a model trained with arch multistyle", params="add_style_from")
+    return base
+
+
+def _style_info(path: Path) -> dict[str, Any]:
+    return {"name": path.name, "path": str(path.resolve()), "sha256": sha256_file(path)}
+
+
+def _init_net(arch: str, texture: bool, seed: int, overrides: Mapping[str, Any] | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_net(arch, texture=texture)
+        return build_net(arch, texture=texture, overrides=overrides)
 
 
 def _warn(callback: Callable[[Event], None] | None, text: str) -> None:
@@ -149,9 +215,17 @@ def train(
     *,
     callback: Callable[[Event], None] | None = None,
     resume: bool = False,
+    add_style_from: str | os.PathLike[str] | None = None,
     **overrides: Any,
 ) -> Path:
-    """Train a feed-forward network for one style; returns the path of ``OUT_DIR/model.pt``.
+    """Train a feed-forward network; returns the path of ``OUT_DIR/model.pt``.
+
+    ``style_path``: the style image; for a multi-style architecture (``multistyle``) several
+    images or a folder of them (their sorted order is the style index order; each step trains
+    one style drawn at random, each style's targets computed once). ``add_style_from``: a
+    multi-style model (file or training folder) to which the style image(s) are added: only
+    their γ/β are trained, every other parameter stays bit-identical; without ``config`` the
+    settings are the model's own with ``steps`` = :data:`ADD_STYLE_STEPS` (``overrides`` apply).
 
     ``OUT_DIR`` receives ``checkpoint.pt`` + ``config.json`` (every ``checkpoint_every`` steps),
     ``log.jsonl`` (mean losses every ``log_every`` steps), ``previews/step_NNNNNN/*.png`` and, at
@@ -167,6 +241,14 @@ def train(
     from ..losses import PerceptualLoss
     from ..optim.train_loop import LoopHooks, TrainLoopOptions, resolve_precision, train_loop
 
+    base = None
+    if add_style_from is not None:
+        base = _load_base(add_style_from)
+        if config is None:
+            saved = {k: v for k, v in dict(base.meta.get("train_config", {})).items() if k in TrainConfig.__dataclass_fields__ and k not in RESUMABLE_CHANGES}
+            config = config_from_mapping(TrainConfig, {**saved, "steps": ADD_STYLE_STEPS})
+        if config.arch != base.arch:
+            raise ConfigError(f"add_style_from: {base.path} is a {base.arch} model; arch must match (got {config.arch})", params="arch")
     config = config or TrainConfig()
     if overrides:
         config = config_from_mapping(TrainConfig, {**config_to_dict(config), **overrides})
@@ -179,15 +261,27 @@ def train(
     if resume and not ckpt_path.exists():
         raise UsageError(f"{out}: nothing to resume (no {CHECKPOINT_NAME})")
     if style_path is None:
-        raise UsageError("give the style image (style_path)")
+        raise UsageError("give the style image (style_path)" if base is None else "give the style image(s) to add (style_path)")
     if not config.texture and data_dir is None:
-        raise UsageError("give a folder of training photos (data_dir), or texture for texture synthesis", params="texture")
+        raise UsageError("give a folder of training photos (data_dir) or, for a synthesiser trained from noise alone, set texture", params=("data_dir", "texture"))
 
     # ---- inputs ------------------------------------------------------------------------
-    style_img = load_image(style_path).image
-    if config.style_edge and max(style_img.shape[-2:]) != config.style_edge:
-        style_img = resize_to_edge(style_img, config.style_edge)
-    style_info = {"name": Path(style_path).name, "path": str(Path(style_path).resolve()), "sha256": sha256_file(style_path)}
+    files = style_files(style_path)
+    multi = "n_styles" in get_arch(config.arch).defaults
+    if len(files) > 1 and not multi:
+        raise UsageError(f"{len(files)} style images: one network for several styles needs arch multistyle (or train one model per style)", params="arch")
+    style_imgs = []
+    for f in files:
+        img = load_image(f).image
+        style_imgs.append(resize_to_edge(img, config.style_edge) if config.style_edge and max(img.shape[-2:]) != config.style_edge else img)
+    infos = [_style_info(f) for f in files]
+    old_styles = list(base.meta.get("styles", [])) if base is not None else []
+    styles_meta = old_styles + [{"index": len(old_styles) + i, **{k: v for k, v in info.items() if k != "path"}} for i, info in enumerate(infos)]
+    if multi:
+        combined = hashlib.sha256("".join(x["sha256"] for x in infos).encode()).hexdigest()
+        style_info = {"name": ", ".join(x["name"] for x in infos), "path": [x["path"] for x in infos], "sha256": combined}
+    else:
+        style_info = infos[0]
     folder = None
     if not config.texture:
         folder = PhotoFolder(data_dir, config.train_size, crop="random", seed=config.seed)  # type: ignore[arg-type]
@@ -222,15 +316,31 @@ def train(
         style_loss=config.style_loss,
         seed=config.seed,
     )
-    loss_fn.set_style([style_img.to(device)])
-    net, net_config = _init_net(config.arch, config.texture, config.seed)
+    bank: StyleBank | None = None
+    params: list[torch.nn.Parameter] | None = None
+    style_gen = torch.Generator().manual_seed(config.seed * 7 + 2)  # the style of each step (multi-style)
+    if base is not None:  # add styles: only their γ/β are trained
+        net = base.net.requires_grad_(False)
+        params = [p for _ in infos for p in net.add_style()]  # type: ignore[operator]
+        net_config = dict(net.config)  # type: ignore[arg-type]
+    elif multi:
+        net, net_config = _init_net(config.arch, config.texture, config.seed, {"n_styles": len(infos)})
+    else:
+        net, net_config = _init_net(config.arch, config.texture, config.seed)
+    if multi:
+        bank = StyleBank({len(old_styles) + i: loss_fn.style_stats(img.to(device)) for i, img in enumerate(style_imgs)}, int(net_config["n_styles"]), style_gen)
+        loss_fn.set_style([], stats=[bank.stats[bank.trained[0]]])
+    else:
+        loss_fn.set_style([style_imgs[0].to(device)])
     size = (config.train_size, config.train_size)
     noise_gen = torch.Generator().manual_seed(config.seed * 7 + 1)  # noise seeds of networks that take noise
-    objective = PerceptualObjective(loss_fn, size=size, batch_size=config.batch_size, noise=noise_gen)
+    objective = PerceptualObjective(loss_fn, size=size, batch_size=config.batch_size, noise=noise_gen, styles=bank)
 
     resolved = {
         "config": config_to_dict(config),
         "style": style_info,
+        **({"styles": styles_meta} if multi else {}),
+        **({"add_style_from": str(base.path.resolve())} if base is not None else {}),
         "data": None if data_dir is None else str(Path(data_dir).resolve()),
         "net": {"arch": config.arch, "config": net_config},
         "encoder": encoder_info,
@@ -262,13 +372,16 @@ def train(
         was_training = net.training
         net.eval()
         first = None
+        shown = [(None, "")] if bank is None else [(k, f"_style{k}") for k in bank.trained[:8]]
         with torch.no_grad():
             for i, photo in enumerate(previews):
                 x = photo[None].to(device=device, memory_format=memory_format) if photo is not None and "content" in net.takes else None  # type: ignore[operator]
-                y = net.generate(x, size=size, seed=10_000 + i)  # type: ignore[operator]  # fixed noise: comparable over time
-                y = y.float().cpu().contiguous()
-                save_image(folder_out / f"{i:02d}.png", y, metadata={"step": step, "style": style_info["name"]})
-                first = y if first is None else first
+                for k, tag in shown:
+                    style = None if bank is None or k is None else bank.vector(k)
+                    y = net.generate(x, size=size, seed=10_000 + i, style=style)  # type: ignore[operator]  # fixed noise: comparable over time
+                    y = y.float().cpu().contiguous()
+                    save_image(folder_out / f"{i:02d}{tag}.png", y, metadata={"step": step, "style": style_info["name"] if k is None else styles_meta[k]["name"]})
+                    first = y if first is None else first
         net.train(was_training)
         if first is not None:
             emit(callback, SnapshotEvent(step=step, image=first))
@@ -334,7 +447,8 @@ def train(
         precision=precision,
         run_dir=out,
         data=photo_batches if folder is not None else None,
-        generators={"noise": noise_gen},
+        generators={"noise": noise_gen, "style": style_gen},
+        params=params,
         resume=resume,
         hooks=hooks,
         callback=callback,
@@ -342,6 +456,8 @@ def train(
         resume_how=f"--resume -o {out}",
     )
     net.eval()
-    model_path = save_model(out / MODEL_NAME, model_payload(net, config.arch, net_config, config, style_info, config.steps, encoder_info))
+    extra = {"added_from": {"model": str(base.path.resolve()), "steps": base.meta.get("steps")}} if base is not None else None
+    payload = model_payload(net, config.arch, net_config, config, style_info, config.steps, encoder_info, styles=styles_meta if multi else None, extra=extra)
+    model_path = save_model(out / MODEL_NAME, payload)
     emit(callback, MessageEvent(f"wrote {model_path} ({config.steps} steps)"))
     return model_path

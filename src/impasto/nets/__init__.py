@@ -2,7 +2,7 @@
 
 Importing this package registers the built-in architectures: ``johnson`` and ``johnson-small``
 (:mod:`.johnson`, Johnson et al.'s transformation network) and ``texture`` (:mod:`.texture`,
-Ulyanov et al.'s texture network).
+Ulyanov et al.'s texture network) and ``multistyle`` (:mod:`.multistyle`, conditional instance norm).
 """
 
 from .johnson import JOHNSON_PRESETS, TransformerNet
@@ -10,10 +10,13 @@ from .norm import InstanceNorm, frozen_statistics
 from .protocol import Generator, ImageGenerator, pad_to
 from .registry import ARCHS, ArchSpec, build_net, get_arch, net_from_config, register_arch, twin_net, unregister_arch
 from .texture import TextureNet, positional_noise
+from .multistyle import MultiStyleNet, style_vector  # noqa: E402 (registers "multistyle" after the others)
 
 __all__ = [
     "TransformerNet",
     "TextureNet",
+    "MultiStyleNet",
+    "style_vector",
     "JOHNSON_PRESETS",
     "ARCHS",
     "ArchSpec",

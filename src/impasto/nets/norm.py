@@ -47,24 +47,34 @@ def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.view(b, c, 1, 1), var.view(b, c, 1, 1)
 
 
-def instance_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float, *, relu: bool = False, stats: tuple[torch.Tensor, torch.Tensor] | None = None, inplace: bool = False) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+def instance_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float, *, relu: bool = False, stats: tuple[torch.Tensor, torch.Tensor] | None = None, inplace: bool = False, channels: int | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
     """Instance normalisation (+ affine, + ReLU) in two passes over ``x``; returns (y, (mean, var)).
 
-    Same result as ``nn.InstanceNorm2d(affine=True)``: the statistics are reduced once (or taken
+    ``weight`` and ``bias`` are per channel (C) or per sample and channel (BxC: conditional
+    instance norm, AdaIN). Same result as ``nn.InstanceNorm2d(affine=True)``: the statistics are reduced once (or taken
     from ``stats``) and normalisation, scale, shift and ReLU are one fused multiply-add. While
     exporting (ONNX, TorchScript) the standard operator is used so runtimes see InstanceNormalization.
     ``inplace``: overwrite ``x`` when no gradient is needed (saves a full-size buffer).
+    ``channels``: the channel count as a Python int (export of per-sample scale/shift needs it
+    where the traced shape is unknown).
     """
+    c = x.shape[1]
     if stats is None and _exporting():
-        y = F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+        if (weight is None or weight.dim() == 1) and (bias is None or bias.dim() == 1):
+            y = F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+        else:  # per-sample affine (conditional norms, AdaIN): plain norm, then scale and shift
+            n = int(channels if channels is not None else c)  # a constant, so the graph's norm has constant scale/bias
+            y = F.instance_norm(x, weight=torch.ones(n, dtype=x.dtype, device=x.device), bias=torch.zeros(n, dtype=x.dtype, device=x.device), eps=eps)
+            y = y * weight.reshape(-1, c, 1, 1) if weight is not None else y
+            y = y + bias.reshape(-1, c, 1, 1) if bias is not None else y
         return (F.relu(y) if relu else y), None
     mean, var = moments(x) if stats is None else stats
     scale = torch.rsqrt(var + eps)
     if weight is not None:
-        scale = weight.view(1, -1, 1, 1) * scale
+        scale = weight.reshape(-1, c, 1, 1) * scale
     shift = -mean * scale
     if bias is not None:
-        shift = bias.view(1, -1, 1, 1) + shift
+        shift = bias.reshape(-1, c, 1, 1) + shift
     grad = torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad)
     y = torch.addcmul(shift, x, scale, out=x) if inplace and not grad else torch.addcmul(shift, x, scale)
     if relu:
@@ -81,10 +91,14 @@ class InstanceNorm(nn.InstanceNorm2d):
 
     ``mode="probe"`` hands the input to ``self.probe(self, x)`` and returns what it returns
     (the streaming statistics of :mod:`impasto.nets.streaming` use it).
+
+    Subclasses whose scale and shift are not fixed parameters (conditional instance norm, AdaIN)
+    pass ``affine=False`` and override :meth:`scale_shift` (per-sample BxC tensors are allowed); the
+    record/frozen/probe modes, streaming statistics and tiling then work for them unchanged.
     """
 
-    def __init__(self, channels: int, *, relu: bool = False, eps: float = 1e-5, inplace: bool = False) -> None:
-        super().__init__(channels, eps=eps, affine=True)
+    def __init__(self, channels: int, *, relu: bool = False, eps: float = 1e-5, inplace: bool = False, affine: bool = True) -> None:
+        super().__init__(channels, eps=eps, affine=affine)
         self.relu = relu
         self.inplace = inplace
         self.mode = "dynamic"
@@ -99,10 +113,15 @@ class InstanceNorm(nn.InstanceNorm2d):
             raise RuntimeError("InstanceNorm: frozen mode without recorded statistics")
         if frozen is not None and frozen[0].shape[0] != x.shape[0]:
             frozen = (frozen[0].expand(x.shape[0], -1, -1, -1), frozen[1].expand(x.shape[0], -1, -1, -1))
-        y, stats = instance_norm(x, self.weight, self.bias, self.eps, relu=self.relu, stats=frozen, inplace=self.inplace)
+        weight, bias = self.scale_shift(x)
+        y, stats = instance_norm(x, weight, bias, self.eps, relu=self.relu, stats=frozen, inplace=self.inplace, channels=self.num_features)
         if self.mode == "record" and stats is not None:
             self.stats = (stats[0].detach(), stats[1].detach())
         return y
+
+    def scale_shift(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Scale and shift applied after normalising ``x``: (C,) or (B, C) tensors, or None."""
+        return self.weight, self.bias
 
 
 @contextlib.contextmanager

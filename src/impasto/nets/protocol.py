@@ -4,21 +4,24 @@ branch on an architecture's name.
 A generator is an ``nn.Module`` that says:
 
 - ``takes``: what it takes, a tuple drawn from :data:`INPUT_KINDS` (``"content"``: a photo;
-  ``"noise"``: positional noise it draws itself from a seed; ``"style"``: a style code, for
-  multi-style networks to come);
+  ``"noise"``: positional noise it draws itself from a seed; ``"style"``: a style: a weight vector
+  over the styles a multi-style network holds, or a painting for an arbitrary-style network);
 - ``multiple``: the sides of the size its ``core`` works at are multiples of this (total stride);
   tiles are aligned to it, and exported ONNX files carry it in their metadata;
 - ``config``: the JSON-friendly constructor keyword arguments (a model file's ``net_config``);
 - ``padded_size(size)``: the working size for an output of ``size`` (h, w);
-- ``generate(content, *, size, seed, origin, batch)``: the one call every caller uses (training,
-  previews, applying, tiles), whatever the network takes; it ignores what it does not need;
-- ``core_inputs(content, size, *, seed, origin, batch)``: the named tensors its export module
+- ``generate(content, *, size, seed, origin, batch, style)``: the one call every caller uses
+  (training, previews, applying, tiles), whatever the network takes; it ignores what it does
+  not need. ``style`` is what :meth:`prepare_style` made of the user's style choice (networks that
+  take ``"style"`` only);
+- ``core_inputs(content, size, *, seed, origin, batch, style)``: the named tensors its export module
   takes for an output of ``size`` (the content padded to the working size, noise, ...): what the
   ONNX runner feeds and what the receptive-field probe perturbs;
 - ``example_inputs()``: named example tensors for tracing (names become ONNX input names; the
   content image is called ``"image"`` and shares the output's height and width);
 - ``export_module()``: a module whose ``forward(*example_inputs().values())`` is the network at
-  its working size (what ONNX and TorchScript export trace).
+  its working size (what ONNX and TorchScript export trace). Inputs whose names start with
+  ``"style"`` are global (not positional): tiles share them and the receptive-field probe leaves them alone.
 
 :class:`ImageGenerator` implements all of it for networks that map a photo to an image and only
 need a ``core(image)``; :func:`pad_to` is the padding rule every network shares.
@@ -59,10 +62,11 @@ class Generator(Protocol):
         seed: int | Sequence[int] = 0,
         origin: tuple[int, int] = (0, 0),
         batch: int = 1,
+        style: Any = None,
     ) -> torch.Tensor: ...
 
     def core_inputs(
-        self, content: torch.Tensor | None, size: tuple[int, int], *, seed: int | Sequence[int] = 0, origin: tuple[int, int] = (0, 0), batch: int = 1
+        self, content: torch.Tensor | None, size: tuple[int, int], *, seed: int | Sequence[int] = 0, origin: tuple[int, int] = (0, 0), batch: int = 1, style: Any = None
     ) -> dict[str, torch.Tensor]: ...
 
     def example_inputs(self) -> dict[str, torch.Tensor]: ...
@@ -139,14 +143,15 @@ class ImageGenerator(nn.Module):
         seed: int | Sequence[int] = 0,
         origin: tuple[int, int] = (0, 0),
         batch: int = 1,
+        style: Any = None,
     ) -> torch.Tensor:
-        """``self(content)``; ``size``, ``seed``, ``origin`` and ``batch`` are not needed."""
+        """``self(content)``; ``size``, ``seed``, ``origin``, ``batch`` and ``style`` are not needed."""
         if content is None:
             raise ValueError(f"{type(self).__name__} stylises a content image: pass content")
         return self(content)
 
     def core_inputs(
-        self, content: torch.Tensor | None, size: tuple[int, int], *, seed: int | Sequence[int] = 0, origin: tuple[int, int] = (0, 0), batch: int = 1
+        self, content: torch.Tensor | None, size: tuple[int, int], *, seed: int | Sequence[int] = 0, origin: tuple[int, int] = (0, 0), batch: int = 1, style: Any = None
     ) -> dict[str, torch.Tensor]:
         """``{"image": content padded to the working size}``."""
         if content is None:

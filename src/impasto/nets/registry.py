@@ -40,6 +40,7 @@ class ArchSpec:
     build: Callable[..., nn.Module]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     synthesis: Mapping[str, Any] | None = None  # overrides of ``defaults`` for texture synthesis
+    twin: Mapping[str, Any] = field(default_factory=dict)  # overrides for throw-away twins (e.g. no pretrained encoder)
 
 
 _SPECS: dict[str, ArchSpec] = {}
@@ -52,17 +53,20 @@ def register_arch(
     *,
     defaults: Mapping[str, Any] | None = None,
     synthesis: Mapping[str, Any] | None = None,
+    twin: Mapping[str, Any] | None = None,
     replace: bool = False,
 ) -> ArchSpec:
     """Register a generator architecture under ``name`` (see the module docstring).
 
     ``build(**config)`` returns the network; ``defaults`` is the config of a fresh network (stored
-    in model files as ``net_config``); ``synthesis``, if given, makes ``texture=True`` possible.
+    in model files as ``net_config``); ``synthesis``, if given, makes ``texture=True`` possible;
+    ``twin`` overrides the config of throw-away twins (:func:`twin_net`: sizes, receptive field),
+    e.g. random encoder weights where the real ones come from the weights manager.
     A taken name raises ValueError unless ``replace``.
     """
     if not replace and name in _SPECS:
         raise ValueError(f"an architecture named {name!r} is already registered")
-    spec = ArchSpec(name, description, build, dict(defaults or {}), None if synthesis is None else dict(synthesis))
+    spec = ArchSpec(name, description, build, dict(defaults or {}), None if synthesis is None else dict(synthesis), dict(twin or {}))
     _SPECS[name] = spec
     ARCHS[name] = description
     return spec
@@ -97,11 +101,12 @@ def synthesis_archs() -> list[str]:
     return [name for name, spec in _SPECS.items() if spec.synthesis is not None]
 
 
-def build_net(arch: str, *, texture: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+def build_net(arch: str, *, texture: bool = False, overrides: Mapping[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """A freshly initialised generator and the keyword arguments that rebuild it.
 
     ``texture=True`` (texture synthesis, no content image) needs an architecture registered with
-    ``synthesis`` (``texture``).
+    ``synthesis`` (``texture``). ``overrides`` replace entries of the configuration (e.g. a
+    multi-style network's ``n_styles``).
     """
     spec = get_arch(arch)
     config = copy.deepcopy(dict(spec.defaults))
@@ -109,6 +114,7 @@ def build_net(arch: str, *, texture: bool = False) -> tuple[nn.Module, dict[str,
         if spec.synthesis is None:
             raise ConfigError(f"texture synthesis from noise needs arch {' or '.join(synthesis_archs())} (not {arch})", params="arch")
         config.update(copy.deepcopy(dict(spec.synthesis)))
+    config.update(copy.deepcopy(dict(overrides or {})))
     return net_from_config(arch, config), config
 
 
@@ -129,5 +135,6 @@ def twin_net(arch: str, config: dict[str, Any]) -> nn.Module:
     """A network of the same architecture and configuration with throw-away weights, built
     without touching the global random state: for its sizes, noise and receptive field (the ONNX
     runner)."""
+    spec = _SPECS.get(arch)
     with torch.random.fork_rng(devices=[]):
-        return net_from_config(arch, config).eval()
+        return net_from_config(arch, {**config, **(dict(spec.twin) if spec is not None else {})}).eval()

@@ -110,7 +110,10 @@ def _reach(net: nn.Module, side: int, block: int) -> tuple[int, int, bool]:
 
     param = next(net.parameters())
     inputs = []  # every input of the network at its working size: zeros, NaN at the centre
-    for z in net.core_inputs(torch.zeros(1, 3, side, side), (side, side)).values():  # type: ignore[operator]
+    for name, z in net.core_inputs(torch.zeros(1, 3, side, side), (side, side)).items():  # type: ignore[operator]
+        if name.startswith("style"):  # global inputs (a style code or painting) are not positional
+            inputs.append(z.to(dtype=param.dtype, device=param.device))
+            continue
         z = torch.zeros(z.shape, dtype=param.dtype, device=param.device)
         if z.dim() == 4:
             h, w = z.shape[-2:]

@@ -178,13 +178,14 @@ class TextureNet(nn.Module):
         seed: int | Sequence[int] = 0,
         origin: tuple[int, int] = (0, 0),
         batch: int = 1,
+        style: Any = None,
     ) -> torch.Tensor:
         """The protocol's call: ``content`` is ignored by a synthesis network (``size`` and
         ``batch`` are then used)."""
         return self(content if self.uses_content else None, size, seed=seed, origin=origin, batch=batch)
 
     def core_inputs(
-        self, content: torch.Tensor | None, size: tuple[int, int], *, seed: int | Sequence[int] = 0, origin: tuple[int, int] = (0, 0), batch: int = 1
+        self, content: torch.Tensor | None, size: tuple[int, int], *, seed: int | Sequence[int] = 0, origin: tuple[int, int] = (0, 0), batch: int = 1, style: Any = None
     ) -> dict[str, torch.Tensor]:
         """``image`` (stylisation: the content padded to the working size) and ``noise0..K-1``
         for an output of ``size`` at ``origin``; sample b of the noise uses ``seed + b``."""
