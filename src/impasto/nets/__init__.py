@@ -11,6 +11,7 @@ from .protocol import Generator, ImageGenerator, pad_to
 from .registry import ARCHS, ArchSpec, build_net, get_arch, net_from_config, register_arch, twin_net, unregister_arch
 from .texture import TextureNet, positional_noise
 from .multistyle import MultiStyleNet, style_vector  # noqa: E402 (registers "multistyle" after the others)
+from . import adain  # noqa: F401,E402 (registers "adain")
 
 __all__ = [
     "TransformerNet",
