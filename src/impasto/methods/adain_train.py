@@ -239,8 +239,17 @@ def train_adain(
         raise ConfigError(f"style_layers {', '.join(deeper)}: not a layer of {config.encoder} up to the AdaIN layer {layer}", params="style_layers")
     if getattr(encoder.weights, "warning", None):
         _warn(callback, str(encoder.weights.warning))
-    net_config["weights_id"] = encoder.weights_id
-    net.config["weights_id"] = encoder.weights_id
+    # record what the encoder resolved to (auto -> a name, the input convention), so applying
+    # the model rebuilds exactly this encoder, or refuses
+    from ..weights.registry import CAFFE
+
+    resolved_weights = {
+        "weights_id": encoder.weights_id,
+        "weights": str(getattr(encoder.weights, "name", None) or config.weights) if config.weights == "auto" else config.weights,
+        "preprocessing": "caffe" if getattr(encoder.weights, "preprocessing", None) == CAFFE else "torchvision",
+    }
+    net_config.update(resolved_weights)
+    net.config.update(resolved_weights)
     encoder_info = {
         "name": config.encoder, "weights": getattr(encoder.weights, "name", config.weights), "kind": getattr(encoder.weights, "kind", None),
         "sha256": getattr(encoder.weights, "sha256", None), "weights_id": encoder.weights_id,
@@ -256,6 +265,7 @@ def train_adain(
         "config": config_to_dict(config),
         "style": {"name": "arbitrary", "paintings": styles_info},
         "data": str(Path(data_dir).resolve()),
+        "style_data": styles_info["folder"],
         "net": {"arch": config.arch, "config": net_config},
         "encoder": encoder_info,
         "device": str(device),

@@ -196,6 +196,7 @@ class ModelSession:
         self.paintings: list[tuple[torch.Tensor, str]] = []
         self.masks: list[tuple[torch.Tensor, str]] = []
         self.weights: list[float] = []
+        self._prepared: Any = None  # what the current runner.style was prepared for
         if self.arbitrary:
             self._load_paintings(styles, masks, config)
         elif styles or masks:
@@ -207,7 +208,7 @@ class ModelSession:
         from .inputs import load_input
 
         if not styles:
-            raise UsageError(f"{self.model_file}: an AdaIN model paints in the style of any painting; give one (style)", params="style")
+            raise UsageError(f"{self.model_file}: an AdaIN model needs a painting to copy (style)", params="style")
         for src in styles:
             image, _, info = load_input(src, "style", config.max_pixels)
             if config.style_edge and max(image.shape[-2:]) != config.style_edge:
@@ -226,6 +227,11 @@ class ModelSession:
         """Set the style of an arbitrary-style model for ``photo`` (its paintings' statistics,
         recoloured to the photo for ``preserve_colors="histogram"``, masks at its size)."""
         if not self.arbitrary:
+            return
+        # the paintings' statistics depend on the photo only through its colours (histogram) and
+        # its size (masks): otherwise they are measured once per session (video frames, batches)
+        key = (config.preserve_colors == "histogram" and id(photo), tuple(photo.shape[-2:]) if self.masks else None, config.alpha, tuple(self.weights), len(self.paintings), id(self.paintings[0][0]))
+        if key[0] is False and self._prepared == key:
             return
         from ..image.color import match_color
         from ..image.resize import resize_mask
@@ -247,6 +253,7 @@ class ModelSession:
             masks = torch.where(total > 1e-6, stack / total.clamp_min(1e-6), torch.full_like(stack, 1.0 / len(fitted)))
         device = getattr(self.runner, "device", torch.device("cpu"))
         self.runner.style = self.runner.net.prepare_style([i.to(device) for i in images], self.weights or None, alpha=config.alpha, masks=None if masks is None else masks.to(device))
+        self._prepared = key
 
     def describe(self, method: str, config: ApplyConfig) -> dict[str, Any]:
         """The metadata every output of this model carries."""

@@ -60,7 +60,7 @@ def style_choice(meta: Mapping[str, Any], config: ApplyConfig) -> torch.Tensor |
     if n is None:
         if config.style_index or config.style_mix:
             flag = "style_mix" if config.style_mix else "style_index"
-            raise ConfigError(f"{flag}: this {meta.get('arch')} model holds one style (style_index and style_mix are for multi-style models)", params=flag)
+            raise ConfigError(f"{flag}: this {meta.get('arch')} model holds one style (style_index and style_mix are for multi-style models)", params=(flag, "style_index", "style_mix"))
         return None
     names = {str(x.get("name")): int(x["index"]) for x in model_styles(meta)}
     mix: dict[int, float] = {}

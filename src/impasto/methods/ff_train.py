@@ -250,6 +250,8 @@ def train(
         if config.arch != base.arch:
             raise ConfigError(f"add_style_from: {base.path} is a {base.arch} model; arch must match (got {config.arch})", params="arch")
     config = config or TrainConfig()
+    if config.arch == "adain":
+        raise UsageError("arch adain trains on folders of photos and paintings: use impasto.train(..., style_data=PAINTINGS) or impasto.methods.adain_train.train_adain", params="arch")
     if overrides:
         config = config_from_mapping(TrainConfig, {**config_to_dict(config), **overrides})
     out = Path(out_dir)

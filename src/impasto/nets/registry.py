@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ..errors import ConfigError, ModelFileError
+from ..errors import ConfigError, ImpastoError, ModelFileError
 from .protocol import check_generator
 
 __all__ = ["ARCHS", "ArchSpec", "register_arch", "unregister_arch", "get_arch", "build_net", "net_from_config", "twin_net", "describe_arch", "synthesis_archs"]
@@ -125,6 +125,8 @@ def net_from_config(arch: str, config: dict[str, Any]) -> nn.Module:
         raise ModelFileError(f"unknown architecture {arch!r} (known: {', '.join(ARCHS)})")
     try:
         net = spec.build(**config)
+    except ImpastoError:
+        raise  # already one line naming its parameters (e.g. an AdaIN model's encoder_weights)
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"invalid network configuration for {arch}: {exc}") from None
     check_generator(net, arch)
