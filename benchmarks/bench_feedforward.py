@@ -21,11 +21,10 @@ tiling; a training step <= 0.6 x 9.3 s = 5.6 s; johnson-small faster than 0.58 s
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import time
+
+from _bench import fmt, run_child, table
 
 CHILD = r"""
 import json, resource, sys, tempfile, time
@@ -109,28 +108,7 @@ elif mode == "train":
 
 
 def run_case(case: dict, threads: int) -> dict:
-    env = dict(os.environ)
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(case), str(threads)], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:100], "wall": time.perf_counter() - t}
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
-    return {**json.loads(line), "wall": time.perf_counter() - t}
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)] if rows else [len(h) for h in header]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(wd) for h, wd in zip(header, widths)))
-    print("  ".join("-" * wd for wd in widths))
-    for r in rows:
-        print("  ".join(c.ljust(wd) for c, wd in zip(r, widths)), flush=True)
-
-
-def fmt(res: dict, key: str, spec: str) -> str:
-    return res["error"] if "error" in res else format(res[key], spec)
+    return run_child(CHILD, case, threads)
 
 
 def main() -> None:

@@ -69,7 +69,7 @@ def test_a_few_steps_lower_the_loss_and_the_run_folder_describes_the_model(tmp_p
 
     data = torch.load(model_path, weights_only=True)
     assert data["arch"] == "adain" and data["style_name"] == "arbitrary" and data["style_sha256"] is None
-    assert data["net_config"] == {"encoder": "tiny_vgg", "layer": "relu4_1", "weights": "random", "weights_id": "random:0", "pooling": "max", "preprocessing": "auto", "seed": 0}
+    assert data["net_config"] == {"encoder": "tiny_vgg", "layer": "relu4_1", "weights": "random", "weights_id": "random:0", "pooling": "max", "preprocessing": "torchvision", "seed": 0}
     assert all(k.startswith("decoder.") for k in data["state_dict"])
     model = load_model(model_path)
     assert isinstance(model.net, AdaINNet) and not model.net.training

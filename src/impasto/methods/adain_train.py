@@ -37,7 +37,7 @@ from ..nets.registry import ARCHS, get_arch
 from ..progress import Event, MessageEvent, SnapshotEvent, emit
 from ..provenance import versions, write_json
 from .ff_model import CHECKPOINT_NAME, CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, model_payload, save_model
-from .ff_train import RESUMABLE_CHANGES, TrainConfig, _h, _layers_arg, _warn, parse_layers
+from .ff_train import TrainConfig, _h, _layers_arg, _warn, check_same_settings, loop_options, parse_layers
 
 __all__ = ["AdaINTrainConfig", "AdaINObjective", "AdaINContentTerm", "AdaINStyleTerm", "train_adain"]
 
@@ -188,7 +188,7 @@ def train_adain(
     from ..data.folder import PhotoFolder, default_workers, make_loader
     from ..features import resolve_device
     from ..image.io import save_image
-    from ..optim.train_loop import LoopHooks, TrainLoopOptions, resolve_precision, train_loop
+    from ..optim.train_loop import LoopHooks, resolve_precision, train_loop
 
     config = config or AdaINTrainConfig()
     if not isinstance(config, AdaINTrainConfig):
@@ -338,12 +338,7 @@ def train_adain(
         return stream()
 
     def check_resume(ckpt: Mapping[str, Any]) -> None:
-        saved = dict(ckpt.get("train_config", {}))
-        now = config_to_dict(config)
-        diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in saved and saved[k] != now[k])
-        if diff:
-            details = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diff[:4])
-            raise ConfigError(f"{out}: cannot resume with different settings ({details}); only {', '.join(RESUMABLE_CHANGES)} may change")
+        check_same_settings(ckpt, config, out)
         if ckpt.get("net_config", {}).get("weights_id") not in (None, net_config["weights_id"]):
             raise ConfigError(f"{out}: the checkpoint was trained against encoder weights {ckpt['net_config']['weights_id']}, these are {net_config['weights_id']}; give the same weights", params="weights")
         changed = [kind for kind, value in digests.items() if ckpt.get("listings", {}).get(kind) not in (None, value)]
@@ -369,19 +364,10 @@ def train_adain(
         preview=write_previews,
         log_extra=lambda: {"skipped": photos.scan_skipped + paintings.scan_skipped + sum(len(s) for s in failed_seen.values())},
     )
-    options = TrainLoopOptions(
-        steps=config.steps,
-        lr=config.lr,
-        lr_schedule=config.lr_schedule,
-        batch_size=config.batch_size,
-        checkpoint_every=config.checkpoint_every,
-        log_every=config.log_every,
-        preview_every=config.preview_every,
-    )
     train_loop(
         net,
         objective,
-        options,
+        loop_options(config),
         precision=precision,
         run_dir=out,
         data=pairs,

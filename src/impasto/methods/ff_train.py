@@ -185,6 +185,26 @@ def style_files(style: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
     return files
 
 
+def check_same_settings(ckpt: Mapping[str, Any], config: TrainConfig, out: Path) -> None:
+    """Refuse to resume ``out``'s checkpoint with settings other than :data:`RESUMABLE_CHANGES`."""
+    saved = dict(ckpt.get("train_config", {}))
+    now = config_to_dict(config)
+    diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in saved and saved[k] != now[k])
+    if diff:
+        details = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diff[:4])
+        raise ConfigError(f"{out}: cannot resume with different settings ({details}); only {', '.join(RESUMABLE_CHANGES)} may change")
+
+
+def loop_options(config: TrainConfig) -> Any:
+    """The generic loop's options (:class:`~impasto.optim.train_loop.TrainLoopOptions`) of a training config."""
+    from ..optim.train_loop import TrainLoopOptions
+
+    return TrainLoopOptions(
+        steps=config.steps, lr=config.lr, lr_schedule=config.lr_schedule, batch_size=config.batch_size,
+        checkpoint_every=config.checkpoint_every, log_every=config.log_every, preview_every=config.preview_every,
+    )
+
+
 def _load_base(path: str | os.PathLike[str]) -> LoadedModel:
     """The multi-style model a style is added to."""
     base = load_model(path)
@@ -239,7 +259,7 @@ def train(
     from ..image.io import load_image, save_image
     from ..image.resize import resize_to_edge
     from ..losses import PerceptualLoss
-    from ..optim.train_loop import LoopHooks, TrainLoopOptions, resolve_precision, train_loop
+    from ..optim.train_loop import LoopHooks, resolve_precision, train_loop
 
     base = None
     if add_style_from is not None:
@@ -410,12 +430,7 @@ def train(
         return stream()
 
     def check_resume(ckpt: Mapping[str, Any]) -> None:
-        saved = dict(ckpt.get("train_config", {}))
-        now = config_to_dict(config)
-        diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in saved and saved[k] != now[k])
-        if diff:
-            details = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diff[:4])
-            raise ConfigError(f"{out}: cannot resume with different settings ({details}); only {', '.join(RESUMABLE_CHANGES)} may change")
+        check_same_settings(ckpt, config, out)
         if ckpt.get("style_sha256") not in (None, style_info["sha256"]):
             raise ConfigError(f"{out}: the checkpoint was trained on another style image ({ckpt.get('style_name')})")
 
@@ -433,19 +448,10 @@ def train(
         preview=write_previews,
         log_extra=lambda: {"skipped": (folder.scan_skipped if folder else 0) + len(failed_seen)},
     )
-    options = TrainLoopOptions(
-        steps=config.steps,
-        lr=config.lr,
-        lr_schedule=config.lr_schedule,
-        batch_size=config.batch_size,
-        checkpoint_every=config.checkpoint_every,
-        log_every=config.log_every,
-        preview_every=config.preview_every,
-    )
     train_loop(
         net,
         objective,
-        options,
+        loop_options(config),
         precision=precision,
         run_dir=out,
         data=photo_batches if folder is not None else None,
