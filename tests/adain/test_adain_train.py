@@ -101,3 +101,28 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(tmp_path, folders):
     assert strip(_log(tmp_path / "killed")) == strip(_log(tmp_path / "whole"))
     with pytest.raises(ConfigError, match="cannot resume with different settings"):
         train_adain(AdaINTrainConfig(**{**TINY, "steps": 6, "checkpoint_every": 3, "lr": 5e-3}), photos, paintings, tmp_path / "killed", resume=True)
+
+
+def test_cli_trains_resumes_and_applies_an_adain_model(tmp_path, folders, capsys):
+    from impasto.cli.main import main
+
+    photos, paintings = folders
+    run = tmp_path / "run"
+    common = ["--encoder", "tiny_vgg", "--weights", "random", "--train-size", "32", "--batch-size", "2", "--workers", "0", "--preview-every", "0", "-q"]
+    assert main(["train", "--arch", "adain", "--data", str(photos), "--style-data", str(paintings), "-o", str(run), "--steps", "2", "--checkpoint-every", "1", *common]) == 0
+    # --resume finds the photos and the paintings in the run folder
+    assert main(["train", "--resume", "-o", str(run), "--steps", "3", "-q"]) == 0
+    assert json.loads((run / "config.json").read_text())["step"] == 3
+    meta = load_model(run / "model.pt").meta
+    assert meta["arch"] == "adain" and meta["steps"] == 3 and meta["net_config"]["weights_id"] == "random:0"
+    painting = next(paintings.rglob("*.jpg"))
+    assert main(["apply", str(run), str(next(photos.rglob("*.png"))), "-o", str(tmp_path / "out"), "--style", str(painting), "--alpha", "0.6", "-q"]) == 0
+    capsys.readouterr()
+    for argv, message in (
+        (["train", "--arch", "adain", "--data", str(photos), "--style", str(painting), "-o", str(tmp_path / "x")], "give --style-data PAINTINGS_DIR instead of --style"),
+        (["train", "--arch", "adain", "--data", str(photos), "-o", str(tmp_path / "x")], "--arch adain needs --data PHOTOS_DIR and --style-data PAINTINGS_DIR"),
+        (["train", "--style-data", str(paintings), "--style", str(painting), "--data", str(photos), "-o", str(tmp_path / "x")], "--style-data is for --arch adain"),
+    ):
+        assert main([*argv, *common]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err

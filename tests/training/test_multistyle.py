@@ -251,3 +251,13 @@ def test_cli_train_add_style_apply_and_bad_choices(world, tmp_path, capsys):
     assert "one network for several styles needs --arch multistyle" in capsys.readouterr().err
     assert main(["train", "--add-style", str(s2), "-o", str(tmp_path / "no2"), *common]) == 2
     assert "--add-style needs --from RUN" in capsys.readouterr().err
+
+
+def test_bfloat16_precision_stays_close_to_float32(world):
+    photo = world["photos"] / "p0.png"
+    full = impasto.run("apply", model=world["model"], image=photo, style_index=1).image
+    half = impasto.run("apply", model=world["model"], image=photo, style_index=1, precision="bfloat16")
+    assert half.image.dtype == torch.float32 and (half.image - full).abs().mean() < 0.01
+    assert half.manifest["config"]["precision"] == "bfloat16"
+    with pytest.raises(ConfigError, match="^precision bfloat16 needs runtime torch$"):
+        impasto.run("apply", model=world["model"], image=photo, precision="bfloat16", runtime="onnx")

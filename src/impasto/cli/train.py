@@ -36,9 +36,19 @@ Multi-style (Dumoulin et al. 2017): one network, one γ/β pair per style; each 
 style drawn at random. --add-style trains only the new style's γ/β on a copy of --from's model
 (every other parameter stays bit-identical; the settings are --from's, --steps defaults to %(add)d).
 AdaIN (Huang & Belongie 2017) trains a decoder for a frozen VGG19 (relu4_1); its defaults differ:
---encoder vgg19 --content-layers relu4_1 --style-layers relu1_1,relu2_1,relu3_1,relu4_1
---style-weight 10 --tv-weight 0 --lr 1e-4 --batch-size 8 --steps 160000.
+%(adain)s.
 """
+
+
+def _arch_defaults(arch: str) -> str:
+    """The training defaults of ``arch`` that differ from the flags' defaults, as flags."""
+    import dataclasses
+    import textwrap
+
+    base, own = api.train_config_class(), api.train_config_class(arch)
+    flags = [f"--{f.name.replace('_', '-')} {f.default}" for f in dataclasses.fields(own)
+             if f.name != "arch" and f.default != base.__dataclass_fields__[f.name].default]
+    return "\n".join(textwrap.wrap(" ".join(flags), 96, break_on_hyphens=False))
 
 
 def register(subparsers: Any) -> None:
@@ -47,7 +57,7 @@ def register(subparsers: Any) -> None:
         "train",
         help="train a fast feed-forward network: one style, many styles (multistyle) or any painting (adain)",
         description="Train a generator network that stylises any photo in one pass (or synthesises a texture).",
-        epilog=EPILOG % {"add": api.ADD_STYLE_STEPS},
+        epilog=EPILOG % {"add": api.ADD_STYLE_STEPS, "adain": _arch_defaults("adain")},
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--style", metavar="STYLE", action="append", help="the style image (multistyle: repeat it, one per style, in index order)")

@@ -101,6 +101,7 @@ class TorchRunner:
         self.net.to(device=self.device, memory_format=self.memory_format)
         self.seed = config.seed
         self.style: Any = None  # what the network's prepare_style made (multi-style, AdaIN)
+        self.autocast = torch.bfloat16 if getattr(config, "precision", "float32") == "bfloat16" else None
 
     @property
     def multiple(self) -> int:
@@ -108,7 +109,7 @@ class TorchRunner:
         return cells(self.net)
 
     def __call__(self, image: torch.Tensor | None, size: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
             x = None if image is None else image.to(device=self.device, memory_format=self.memory_format)
             y = self.net.generate(x, size=size, seed=self.seed, origin=origin, style=self.style)  # type: ignore[operator]
             return y.float().cpu().contiguous()
