@@ -142,16 +142,17 @@ def train(config: Any, style: Any, data: PathLike | None, out_dir: PathLike, *, 
     """
     from .methods import feedforward
 
-    arch = str(getattr(config, "arch", None) or options.get("arch") or "johnson")
-    if arch == "adain":
-        from .methods.adain_train import train_adain
+    from .nets.registry import recipe_of
 
-        config = _as_config(train_config_class(arch), config, options)
+    arch = str(getattr(config, "arch", None) or options.get("arch") or "johnson")
+    recipe = recipe_of(arch)
+    if recipe is not None:
+        config = _as_config(recipe[0], config, options)
         if style is not None:
-            raise UsageError("an AdaIN network learns from a folder of paintings (style_data), not one style image", params="style_data")
-        return train_adain(config, data, style_data, out_dir, callback=callback, resume=resume)
+            raise UsageError(f"a {arch} network learns any style from a folder of paintings (style_data), not from one style image", params="style_data")
+        return recipe[1](config, data, style_data, out_dir, callback=callback, resume=resume)
     if style_data is not None:
-        raise UsageError(f"style_data (a folder of paintings) is for arch adain, not {arch}", params="style_data")
+        raise UsageError(f"style_data (a folder of paintings) is for {' or '.join(painting_archs())}, not arch {arch}", params="style_data")
     if config is None and add_style_from is not None:
         return feedforward.train(None, style, data, out_dir, callback=callback, resume=resume, add_style_from=add_style_from, **options)
     config = _as_config(train_config_class(arch), config, options)
@@ -179,13 +180,21 @@ def train_config(**options: Any) -> Any:
 def train_config_class(arch: str | None = None) -> type:
     """The training config dataclass of ``arch`` (the CLI builds ``impasto train``'s flags from
     the default one, TrainConfig)."""
-    if arch == "adain":
-        from .methods.adain_train import AdaINTrainConfig
+    from .nets.registry import recipe_of
 
-        return AdaINTrainConfig
+    recipe = recipe_of(arch) if arch else None
+    if recipe is not None:
+        return recipe[0]
     from .methods.feedforward import TrainConfig
 
     return TrainConfig
+
+
+def painting_archs() -> list[str]:
+    """The architectures that learn any style from a folder of paintings (``style_data``)."""
+    from .nets.registry import ARCHS, get_arch
+
+    return [name for name in ARCHS if get_arch(name).recipe is not None]
 
 
 def model_styles(model: PathLike) -> list[dict[str, Any]]:

@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--style", metavar="STYLE", action="append", help="the style image (multistyle: repeat it, one per style, in index order)")
     p.add_argument("--style-dir", metavar="DIR", help="multistyle: every image in DIR is a style (sorted by path: the index order)")
     p.add_argument("--data", metavar="PHOTOS_DIR", help="folder of training photos (searched recursively)")
-    p.add_argument("--style-data", metavar="PAINTINGS_DIR", help="adain: folder of paintings (searched recursively, e.g. WikiArt)")
+    p.add_argument("--style-data", metavar="PAINTINGS_DIR", help="adain (any painting): folder of paintings (searched recursively, e.g. WikiArt)")
     p.add_argument("--add-style", metavar="STYLE", action="append", help="multistyle: add this style (repeatable) to the model of --from, training only its γ/β")
     p.add_argument("--from", dest="from_model", metavar="RUN", help="multistyle: the model (model.pt or its training folder) that --add-style extends")
     p.add_argument("-o", "--output", metavar="OUT_DIR", required=True, help="folder for the model, checkpoints, log and previews")
@@ -111,14 +111,14 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         arch = given.get("arch", TrainConfig.__dataclass_fields__["arch"].default)
         config = config_from_mapping(api.train_config_class(arch), given)
-        if arch == "adain":
+        if arch in api.painting_archs():
             if styles:
-                raise UsageError("--arch adain learns any style from a folder of paintings: give --style-data PAINTINGS_DIR instead of --style")
+                raise UsageError(f"--arch {arch} learns any style from a folder of paintings: give --style-data PAINTINGS_DIR instead of --style")
             if not style_data or not data:
-                raise UsageError("--arch adain needs --data PHOTOS_DIR and --style-data PAINTINGS_DIR")
+                raise UsageError(f"--arch {arch} needs --data PHOTOS_DIR and --style-data PAINTINGS_DIR")
         else:
             if style_data:
-                raise UsageError(f"--style-data is for --arch adain (not {arch}); give the style image with --style")
+                raise UsageError(f"--style-data is for --arch {' or '.join(api.painting_archs())} (not {arch}); give the style image with --style")
             if not styles:
                 raise UsageError("give the style image with --style STYLE.jpg" + (" (repeat it, or --style-dir DIR)" if "multistyle" in arch else ""))
             if not config.texture and not args.data:

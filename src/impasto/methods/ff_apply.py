@@ -212,7 +212,7 @@ class ModelSession:
         from .inputs import load_input
 
         if not styles:
-            raise UsageError(f"{self.model_file}: an AdaIN model needs a painting to copy (style)", params="style")
+            raise UsageError(f"{self.model_file}: {'an AdaIN' if self.meta.get('arch') == 'adain' else 'a ' + str(self.meta.get('arch'))} model needs a painting to copy (style)", params="style")
         for src in styles:
             image, _, info = load_input(src, "style", config.max_pixels)
             if config.style_edge and max(image.shape[-2:]) != config.style_edge:

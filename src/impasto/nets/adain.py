@@ -480,4 +480,7 @@ class AdaINNet(ImageGenerator):
 _DEFAULTS = {"encoder": "vgg19", "layer": "relu4_1", "weights": "auto", "weights_id": None, "pooling": "max", "preprocessing": "auto", "seed": 0}
 _DESCRIPTION = "AdaIN arbitrary style transfer (Huang & Belongie 2017): frozen VGG19 to relu4_1, adaptive instance norm, mirrored decoder; any painting"
 # throw-away twins (sizes, receptive field: the ONNX runner) need no pretrained encoder
-register_arch("adain", _DESCRIPTION, AdaINNet, defaults=_DEFAULTS, twin={"weights": "random", "weights_id": None})
+register_arch(
+    "adain", _DESCRIPTION, AdaINNet, defaults=_DEFAULTS, twin={"weights": "random", "weights_id": None},
+    recipe="impasto.methods.adain_train:AdaINTrainConfig:train_adain",
+)

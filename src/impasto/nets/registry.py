@@ -25,7 +25,7 @@ from torch import nn
 from ..errors import ConfigError, ImpastoError, ModelFileError
 from .protocol import check_generator
 
-__all__ = ["ARCHS", "ArchSpec", "register_arch", "unregister_arch", "get_arch", "build_net", "net_from_config", "twin_net", "describe_arch", "synthesis_archs"]
+__all__ = ["ARCHS", "ArchSpec", "register_arch", "unregister_arch", "get_arch", "build_net", "net_from_config", "twin_net", "describe_arch", "synthesis_archs", "recipe_of"]
 
 #: architecture name -> one-line description (the choices of ``arch``), in registration order
 ARCHS: dict[str, str] = {}
@@ -41,6 +41,7 @@ class ArchSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     synthesis: Mapping[str, Any] | None = None  # overrides of ``defaults`` for texture synthesis
     twin: Mapping[str, Any] = field(default_factory=dict)  # overrides for throw-away twins (e.g. no pretrained encoder)
+    recipe: str | None = None  # "module:ConfigClass:train_function" of an arch trained on photos + paintings
 
 
 _SPECS: dict[str, ArchSpec] = {}
@@ -54,6 +55,7 @@ def register_arch(
     defaults: Mapping[str, Any] | None = None,
     synthesis: Mapping[str, Any] | None = None,
     twin: Mapping[str, Any] | None = None,
+    recipe: str | None = None,
     replace: bool = False,
 ) -> ArchSpec:
     """Register a generator architecture under ``name`` (see the module docstring).
@@ -61,12 +63,15 @@ def register_arch(
     ``build(**config)`` returns the network; ``defaults`` is the config of a fresh network (stored
     in model files as ``net_config``); ``synthesis``, if given, makes ``texture=True`` possible;
     ``twin`` overrides the config of throw-away twins (:func:`twin_net`: sizes, receptive field),
-    e.g. random encoder weights where the real ones come from the weights manager.
+    e.g. random encoder weights where the real ones come from the weights manager; ``recipe``
+    (``"module:ConfigClass:train_function"``) names the training recipe of an architecture that
+    learns any style from folders of photos and paintings (``train_function(config, photos,
+    paintings, out_dir, *, callback, resume)``), instead of the one-style recipe.
     A taken name raises ValueError unless ``replace``.
     """
     if not replace and name in _SPECS:
         raise ValueError(f"an architecture named {name!r} is already registered")
-    spec = ArchSpec(name, description, build, dict(defaults or {}), None if synthesis is None else dict(synthesis), dict(twin or {}))
+    spec = ArchSpec(name, description, build, dict(defaults or {}), None if synthesis is None else dict(synthesis), dict(twin or {}), recipe)
     _SPECS[name] = spec
     ARCHS[name] = description
     return spec
@@ -94,6 +99,18 @@ def get_arch(arch: str) -> ArchSpec:
 def describe_arch(name: str) -> str:
     """The one-line description of an architecture."""
     return ARCHS[name]
+
+
+def recipe_of(arch: str) -> tuple[type, Callable[..., Any]] | None:
+    """(config class, train function) of an architecture with its own recipe, else None."""
+    import importlib
+
+    spec = _SPECS.get(arch)
+    if spec is None or spec.recipe is None:
+        return None
+    module, cls, fn = spec.recipe.split(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, cls), getattr(loaded, fn)
 
 
 def synthesis_archs() -> list[str]:
