@@ -26,6 +26,7 @@ _EXPORTS = {
     "build_encoder": "impasto.features",
     "ImpastoError": "impasto.errors",
     "train": "impasto.api",
+    "train_config": "impasto.api",
     "apply": "impasto.api",
     "export": "impasto.api",
     "reconstruct": "impasto.api",
@@ -46,7 +47,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import Result, apply, export, list_methods, method_schema, reconstruct, run, stylize, train
+    from .api import Result, apply, export, list_methods, method_schema, reconstruct, run, stylize, train, train_config
     from .errors import ImpastoError
     from .features import build_encoder
     from .image.io import load_image, save_image

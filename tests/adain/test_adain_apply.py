@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import impasto
+from impasto.api import load_input_image
 from impasto.errors import ConfigError, ModelFileError, UsageError
 from impasto.methods.adain_train import AdaINTrainConfig
 from impasto.methods.ff_model import model_payload, save_model
@@ -66,7 +67,7 @@ def test_masks_place_each_painting(world):
 def test_colour_modes(world):
     from impasto.image.color import rgb_to_yiq
 
-    photo = impasto.api.load_input_image(world["photo"])[0]
+    photo = load_input_image(world["photo"])[0]
     lum = run(world, style=world["a"], preserve_colors="luminance").image
     plain = run(world, style=world["a"]).image
     chroma = lambda x: rgb_to_yiq(x)[:, 1:]  # noqa: E731

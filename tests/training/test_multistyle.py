@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import impasto
+from impasto.api import load_input_image
 from impasto.errors import ConfigError, UsageError
 from impasto.methods.feedforward import TrainConfig, load_model, train
 from impasto.nets import MultiStyleNet, TransformerNet, style_vector
@@ -187,7 +188,7 @@ def test_contact_sheet_holds_every_style(world, tmp_path):
     assert sheet.name == "p0_sheet.png"
     meta = json.loads(Image.open(sheet).info["impasto"]) if "impasto" in Image.open(sheet).info else None
     img = np.asarray(Image.open(sheet).convert("RGB")).astype(np.float32) / 255
-    photo = impasto.api.load_input_image(world["photos"] / "p0.png")[0]
+    photo = load_input_image(world["photos"] / "p0.png")[0]
     h, w = photo.shape[-2:]
     cells = [(0, 0), (0, 1), (1, 0)]  # 3 cells in a 2x2 grid: the photo, style 0, style 1
     for k, (r, c) in enumerate(cells):

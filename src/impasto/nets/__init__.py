@@ -12,6 +12,7 @@ from .registry import ARCHS, ArchSpec, build_net, get_arch, net_from_config, reg
 from .texture import TextureNet, positional_noise
 from .multistyle import MultiStyleNet, style_vector  # noqa: E402 (registers "multistyle" after the others)
 from . import adain  # noqa: F401,E402 (registers "adain")
+from . import stylepredict  # noqa: F401,E402 (registers "stylepredict")
 
 __all__ = [
     "TransformerNet",

@@ -1,0 +1,396 @@
+"""Training a style-prediction network (Ghiasi et al. 2017): the recipe over :func:`impasto.optim.train_loop.train_loop`.
+
+Each step takes a batch of photos and a batch of paintings (sample b of one with sample b of the
+other). The predictor embeds each painting (frozen encoder, spatial mean, trained bottleneck),
+the heads turn each embedding into the γ/β of the transformer's norms, and the transformer
+stylises photo b with painting b's γ/β. The loss is the Johnson et al. perceptual loss on a
+VGG16 loss network, as in the authors' code (Magenta's ``arbitrary_image_stylization``):
+
+- content at relu3_3 (their ``vgg_16/conv3``) against the photo;
+- style: Gram matrices at relu1_2, relu2_2, relu3_3 and relu4_3 (``conv1``..``conv4``, equal
+  weights), **per sample** against painting b's own Gram matrices (:class:`PerSampleGramTerm`);
+- total variation.
+
+The terms are impasto's normalised ones (:mod:`impasto.losses`: each layer's error divided by its
+target's energy, layer weights summing to 1), so ``content_weight``/``style_weight`` mean what
+they mean for the one-style recipe; Magenta's raw weights (1 and 0.5e-3 per layer, TV 1e4) do
+not carry over and are not copied. Everything but the predictor's encoder is trained (transformer,
+bottleneck, heads). When the predictor's encoder is the loss network (the default: VGG16, with
+the embedding read at relu4_3) one encoder is built and one pass over the paintings gives both
+their style targets and their embeddings.
+
+Photos and paintings come from two :class:`~impasto.data.folder.PhotoFolder` streams with
+independent seeded orders, as for AdaIN (:mod:`.adain_train`): the run folder holds the same
+files (``checkpoint.pt``, ``config.json`` with ``data``/``style_data``, ``log.jsonl``,
+``previews/step_N/``, ``model.pt``) and a resumed run is bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+
+from ..config import check_rules, config_from_mapping, config_to_dict
+from ..errors import ConfigError, ImageError, OutputError, UsageError
+from ..losses.modules import normalise_layer_weights
+from ..losses.statistics import Stats, get_statistic
+from ..losses.terms import ContentTerm, LossTerm, TermInputs, TVTerm, weighted_total
+from ..nets.registry import ARCHS, get_arch
+from ..progress import Event, MessageEvent, SnapshotEvent, emit
+from ..provenance import versions, write_json
+from .adain_train import _listing_digest
+from .ff_model import CHECKPOINT_NAME, CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, model_payload, save_model
+from .ff_train import TrainConfig, _h, _layers_arg, _warn, check_same_settings, loop_options, parse_layers
+
+__all__ = ["StylePredictTrainConfig", "PerSampleGramTerm", "StylePredictObjective", "paired_stream", "preview_writer", "train_stylepredict"]
+
+
+@dataclass(frozen=True)
+class StylePredictTrainConfig(TrainConfig):
+    """Every knob of style-prediction training. Defaults follow Ghiasi et al. (2017) and their code
+    where impasto's normalised losses allow; the fields not redeclared here mean what they mean
+    in :class:`~impasto.methods.ff_train.TrainConfig` (``style_edge`` is unused: paintings are
+    cropped to ``train_size`` like the photos)."""
+
+    arch: str = field(default="stylepredict", metadata=_h("generator: " + "; ".join(f"{k}: {v}" for k, v in ARCHS.items()), choices=tuple(ARCHS)))
+    encoder: str = field(default="vgg16", metadata=_h("loss network (Ghiasi et al.: vgg16); also the style predictor's encoder unless predictor_encoder is set"))
+    predictor_encoder: str = field(default="", metadata=_h("the style predictor's frozen encoder; empty: the loss network (one encoder, one pass over the paintings); inception_v3 with predictor_layer Mixed_6e is the paper's", metavar="ENCODER"))
+    predictor_layer: str = field(default="relu4_3", metadata=_h("the predictor's layer: the spatial mean of its features is embedded", metavar="LAYER"))
+    predictor_weights: str = field(default="", metadata=_h("the predictor encoder's weights (auto, random, a name or a .pth file); empty: the same as weights", metavar="auto|random|NAME|FILE"))
+    content_layers: str = field(default="relu3_3", metadata=_h("content layers, NAME[:WEIGHT],... (Ghiasi et al.: relu3_3)", metavar="LAYERS", parse=_layers_arg))
+    style_layers: str = field(default="relu1_2,relu2_2,relu3_3,relu4_3", metadata=_h("style layers, NAME[:WEIGHT],... (Ghiasi et al.: relu1_2..relu4_3, equal weights), each painting against its own photo", metavar="LAYERS", parse=_layers_arg))
+    style_loss: str = field(default="gram", metadata=_h("style statistic (per-sample Gram matrices)", choices=("gram",)))
+    batch_size: int = field(default=8, metadata=_h("photo/painting pairs per step (Ghiasi et al.: 8)"))
+    steps: int = field(default=160000, metadata=_h("training steps (Ghiasi et al.: 4M; 160000 is the AdaIN recipe's budget, about a day on one GPU)", short="-n"))
+    lr: float = field(default=1e-3, metadata=_h("Adam learning rate"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_rules([
+            (self.style_loss == "gram", "style_loss", f"style_loss must be gram for stylepredict training, got {self.style_loss!r}"),
+            (not self.texture, "texture", "stylepredict training stylises photos: texture must be off"),
+            (bool(self.predictor_layer.strip()) and "," not in self.predictor_layer, "predictor_layer", f"predictor_layer must name one layer, got {self.predictor_layer!r}"),
+        ])
+
+
+class PerSampleGramTerm(LossTerm):
+    """Gram-matrix style distance of each output sample to its own painting's (targets set by the
+    objective each step); the layer weights are normalised and each distance is divided by its
+    target's energy, exactly as in :class:`~impasto.losses.terms.StyleTerm`."""
+
+    name = "style"
+    tiling = None
+    params = ("style_weight", "style_layers")
+
+    def __init__(self, weight: float, layers: Mapping[str, float]) -> None:
+        super().__init__(weight)
+        self.layer_weights = normalise_layer_weights(layers)
+        self.statistic = get_statistic("gram")
+        self.targets: dict[str, Stats] | None = None
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(self.layer_weights)
+
+    def stats(self, features: torch.Tensor) -> Stats:
+        """Per-sample Gram statistics of BCHW features."""
+        return self.statistic.finalize(self.statistic.accumulate(features.float()))
+
+    @torch.no_grad()
+    def set_targets(self, features: Mapping[str, torch.Tensor]) -> None:
+        """The paintings' per-sample targets from their features at the style layers."""
+        self.targets = {layer: self.stats(features[layer]) for layer in self.layer_weights}
+
+    def active(self, inputs: TermInputs) -> bool:
+        return self.weight > 0 and self.targets is not None
+
+    def value(self, inputs: TermInputs) -> torch.Tensor:
+        assert self.targets is not None
+        total = inputs.image.new_zeros((), dtype=torch.float32)
+        for layer, w in self.layer_weights.items():
+            if w > 0:
+                total = total + w * self.statistic.distance(self.stats(inputs.features[layer]), self.targets[layer])
+        return total
+
+
+class StylePredictObjective:
+    """One step's loss for a (photos, paintings) batch: photo b stylised with painting b's
+    predicted γ/β against photo b (content) and painting b (style). ``shared``: the predictor
+    reads its layer from the loss network's pass over the paintings."""
+
+    def __init__(self, terms: list[LossTerm], style: PerSampleGramTerm, encoder: torch.nn.Module, *, shared: bool) -> None:
+        self.terms, self.style, self.encoder, self.shared = terms, style, encoder, shared
+
+    def __call__(self, net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
+        from ..nets.stylepredict import StyleEmbedding
+
+        photos, paintings = batch
+        layer = net.layer  # type: ignore[attr-defined]
+        try:
+            with torch.no_grad():
+                wanted = list(dict.fromkeys([*self.style.layers, *([layer] if self.shared else [])]))
+                f_s = self.encoder(paintings, layers=wanted)
+                self.style.set_targets(f_s)
+            embedding = net.embed_features(f_s[layer].float()) if self.shared else net.embed(paintings)  # type: ignore[operator]
+            output = net.generate(photos, style=StyleEmbedding(embedding))  # type: ignore[operator]
+            inputs = TermInputs(image=output, encoder=self.encoder, content=photos)
+            active = [term for term in self.terms if term.active(inputs)]
+            needed = list(dict.fromkeys(name for term in active for name in term.layers))
+            inputs.features = self.encoder(output, layers=needed) if needed else {}
+            zero = output.new_zeros((), dtype=torch.float32)
+            values = {term.name: (term.value(inputs) if term in active else zero) for term in self.terms}
+            return weighted_total(self.terms, values), values
+        finally:
+            self.style.targets = None
+
+
+def paired_stream(
+    config: TrainConfig, photos: Any, paintings: Any, *, device: torch.device, memory_format: torch.memory_format,
+    failed_seen: dict[str, set[int]], callback: Callable[[Event], None] | None = None,
+) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """``data(start)`` for the loop: (photos, paintings) batches from step ``start`` on, each
+    folder in its own seeded order (a pure function of the step); unreadable files are reported
+    once and recorded in ``failed_seen`` (``"photos"``/``"paintings"`` -> indices)."""
+    from ..data.folder import default_workers, make_loader
+
+    def pairs(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        workers = default_workers() if config.workers < 0 else config.workers
+        pin = device.type == "cuda"
+        # both iterators are made now, in this order: each draws its base seed from the global random state
+        streams = [
+            ("photos", photos, iter(make_loader(photos, config.batch_size, seed=config.seed, start=start * config.batch_size, workers=workers, pin_memory=pin))),
+            ("paintings", paintings, iter(make_loader(paintings, config.batch_size, seed=config.seed + 1, start=start * config.batch_size, workers=workers, pin_memory=pin))),
+        ]
+
+        def stream() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            while True:
+                batch = []
+                for kind, folder, it in streams:
+                    try:
+                        images, failed = next(it)
+                    except StopIteration:
+                        return
+                    for i in [i for i in failed if i not in failed_seen[kind]]:
+                        failed_seen[kind].add(i)
+                        _warn(callback, f"skipped unreadable {'photo' if kind == 'photos' else 'painting'} {folder.files[i]}")
+                    batch.append(images.to(device=device, memory_format=memory_format, non_blocking=True))
+                yield batch[0], batch[1]
+
+        return stream()
+
+    return pairs
+
+
+def preview_writer(
+    net: torch.nn.Module, out: Path, photos: Any, paintings: Any, count: int, *, device: torch.device,
+    memory_format: torch.memory_format, callback: Callable[[Event], None] | None = None,
+) -> Callable[[int], None]:
+    """``preview(step)`` for the loop: the first ``count`` photos, photo i with painting i (cycled),
+    through ``net.prepare_style`` and ``net.generate`` into ``out/previews/step_N/NN.png``."""
+    from ..image.io import save_image
+
+    def first(folder: Any) -> list[tuple[str, torch.Tensor]]:
+        found: list[tuple[str, torch.Tensor]] = []
+        for i in range(len(folder)):
+            if len(found) >= count:
+                break
+            try:
+                found.append((folder.files[i].name, folder.load(i, crop="center")))
+            except (ImageError, OSError, ValueError):
+                continue
+        return found
+
+    shown_photos, shown_paintings = (first(photos), first(paintings)) if count else ([], [])
+
+    def write(step: int) -> None:
+        if not shown_photos or not shown_paintings:
+            return
+        folder_out = out / PREVIEW_DIR / f"step_{step:06d}"
+        folder_out.mkdir(parents=True, exist_ok=True)
+        was_training = net.training
+        net.eval()
+        shown = None
+        with torch.no_grad():
+            for i, (_, photo) in enumerate(shown_photos):
+                name, painting = shown_paintings[i % len(shown_paintings)]
+                style = net.prepare_style([painting[None]])  # type: ignore[operator]
+                y = net.generate(photo[None].to(device=device, memory_format=memory_format), style=style).float().cpu().contiguous()  # type: ignore[operator]
+                save_image(folder_out / f"{i:02d}.png", y, metadata={"step": step, "style": name})
+                shown = y if shown is None else shown
+        net.train(was_training)
+        if shown is not None:
+            emit(callback, SnapshotEvent(step=step, image=shown))
+
+    return write
+
+
+def _resolved_weights(encoder: Any, weights: str) -> dict[str, Any]:
+    """What an encoder's weights resolved to (auto -> a name, the input convention), so applying
+    the model rebuilds exactly this encoder, or refuses."""
+    from ..weights.registry import CAFFE
+
+    return {
+        "weights_id": encoder.weights_id,
+        "weights": str(getattr(encoder.weights, "name", None) or weights) if weights == "auto" else weights,
+        "preprocessing": "caffe" if getattr(encoder.weights, "preprocessing", None) == CAFFE else "torchvision",
+    }
+
+
+def _encoder_info(encoder: Any, name: str, weights: str) -> dict[str, Any]:
+    return {
+        "name": name, "weights": getattr(encoder.weights, "name", weights), "kind": getattr(encoder.weights, "kind", None),
+        "sha256": getattr(encoder.weights, "sha256", None), "weights_id": encoder.weights_id,
+    }
+
+
+def train_stylepredict(
+    config: StylePredictTrainConfig | None,
+    data_dir: str | os.PathLike[str],
+    style_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] = "model",
+    *,
+    callback: Callable[[Event], None] | None = None,
+    resume: bool = False,
+    **overrides: Any,
+) -> Path:
+    """Train a style-prediction network on photos (``data_dir``) and paintings (``style_dir``);
+    returns the path of ``OUT_DIR/model.pt``.
+
+    ``OUT_DIR`` receives what :func:`impasto.methods.adain_train.train_adain` writes (checkpoints,
+    ``config.json``, ``log.jsonl`` with ``content``/``style``/``tv``/``total``, previews of the
+    first ``preview_count`` photos each with one of the first paintings, ``model.pt``, whose
+    ``net_config`` records the predictor encoder's ``weights_id``). ``resume=True`` continues
+    from ``checkpoint.pt`` bit for bit. Keyword ``overrides`` replace fields of ``config``.
+    """
+    from ..data.folder import PhotoFolder
+    from ..features import build_encoder, resolve_device
+    from ..optim.train_loop import LoopHooks, resolve_precision, train_loop
+
+    config = config or StylePredictTrainConfig()
+    if not isinstance(config, StylePredictTrainConfig):
+        raise UsageError(f"config must be a StylePredictTrainConfig (its defaults are the paper's), got {type(config).__name__}", params="config")
+    if overrides:
+        config = config_from_mapping(StylePredictTrainConfig, {**config_to_dict(config), **overrides})
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder (give a folder for the model, checkpoints and logs)")
+    if not resume and ckpt_path.exists():
+        raise UsageError(f"{out}: already holds a training run ({CHECKPOINT_NAME}); continue it with resume or choose another folder", params="resume")
+    if resume and not ckpt_path.exists():
+        raise UsageError(f"{out}: nothing to resume (no {CHECKPOINT_NAME})")
+    if data_dir is None or style_dir is None:
+        raise UsageError("give a folder of photos (data_dir) and a folder of paintings (style_dir)", params=("data_dir", "style_dir"))
+
+    # ---- data ----------------------------------------------------------------------------
+    photos = PhotoFolder(data_dir, config.train_size, crop="random", seed=config.seed)
+    paintings = PhotoFolder(style_dir, config.train_size, crop="random", seed=config.seed + 1)
+    for folder, root in ((photos, data_dir), (paintings, style_dir)):
+        if folder.skipped:
+            _warn(callback, f"{root}: skipped {folder.skipped} unreadable file(s) (e.g. {folder.skipped_files[0].name})")
+    out.mkdir(parents=True, exist_ok=True)
+
+    # ---- device, loss network, network -----------------------------------------------------
+    device = resolve_device(config.device)
+    precision = resolve_precision(device, amp=config.amp, channels_last=config.channels_last)
+    if precision.amp_ignored:
+        _warn(callback, f"--amp works on CUDA only; training in float32 on {device.type}")
+    if precision.channels_last_ignored:
+        _warn(callback, f"--channels-last is for CUDA; ignored on {device.type}")
+    content_layers, style_layers = parse_layers(config.content_layers), parse_layers(config.style_layers)
+    loss_layers = list(dict.fromkeys([*content_layers, *style_layers]))
+    p_encoder = config.predictor_encoder or config.encoder
+    p_weights = config.predictor_weights or config.weights
+    p_layer = config.predictor_layer.strip()
+    shared = p_encoder == config.encoder and p_weights == config.weights
+    net_config: dict[str, Any] = {
+        **dict(get_arch(config.arch).defaults), "encoder": p_encoder, "layer": p_layer, "weights": p_weights, "weights_id": None,
+        "pooling": config.pooling, "preprocessing": config.preprocessing, "seed": 0,
+    }
+    encoder = build_encoder(config.encoder, weights=config.weights, layers=[*loss_layers, *([p_layer] if shared else [])], pooling=config.pooling, preprocessing=config.preprocessing)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        net = get_arch(config.arch).build(**net_config, **({"encoder_module": encoder} if shared else {}))
+    if not all(hasattr(net, name) for name in ("embed", "embed_features", "trainable_parameters", "encoder", "layer")):
+        raise ConfigError(f"arch {config.arch} is not a style-prediction network; use arch stylepredict", params="arch")
+    net.to(device)
+    encoder.to(device)
+    for e in dict.fromkeys([encoder, net.encoder]):
+        if getattr(e.weights, "warning", None):
+            _warn(callback, str(e.weights.warning))
+    resolved_weights = _resolved_weights(net.encoder, p_weights)
+    net_config.update(resolved_weights)
+    net.config.update(resolved_weights)
+    encoder_info = {**_encoder_info(encoder, config.encoder, config.weights), "predictor": {**_encoder_info(net.encoder, p_encoder, p_weights), "layer": p_layer, "shared": shared}}
+    style_term = PerSampleGramTerm(config.style_weight, style_layers)
+    terms: list[LossTerm] = [ContentTerm(normalise_layer_weights(content_layers), config.content_weight), style_term, TVTerm(config.tv_weight)]
+    objective = StylePredictObjective(terms, style_term, encoder, shared=shared)
+    memory_format = precision.memory_format
+    digests = {"photos": _listing_digest(photos), "paintings": _listing_digest(paintings)}
+    styles_info = {"folder": str(Path(style_dir).resolve()), "count": len(paintings), "listing": digests["paintings"]}
+    resolved = {
+        "config": config_to_dict(config),
+        "style": {"name": "arbitrary", "paintings": styles_info},
+        "data": str(Path(data_dir).resolve()),
+        "style_data": styles_info["folder"],
+        "net": {"arch": config.arch, "config": net_config},
+        "encoder": encoder_info,
+        "device": str(device),
+        "amp": precision.amp_name,
+        "threads": torch.get_num_threads(),
+        "versions": versions(),
+    }
+    failed_seen: dict[str, set[int]] = {"photos": set(), "paintings": set()}
+    count = config.preview_count if config.preview_every else 0
+
+    def check_resume(ckpt: Mapping[str, Any]) -> None:
+        check_same_settings(ckpt, config, out)
+        if ckpt.get("net_config", {}).get("weights_id") not in (None, net_config["weights_id"]):
+            raise ConfigError(f"{out}: the checkpoint was trained against encoder weights {ckpt['net_config']['weights_id']}, these are {net_config['weights_id']}; give the same weights", params="weights")
+        changed = [kind for kind, value in digests.items() if ckpt.get("listings", {}).get(kind) not in (None, value)]
+        if changed:
+            _warn(callback, f"the {' and '.join(changed)} folder changed since the checkpoint; the data order differs from an uninterrupted run")
+
+    def restore_failed(ckpt: Mapping[str, Any]) -> None:
+        for kind, seen in failed_seen.items():
+            seen.update(int(i) for i in ckpt.get("failed", {}).get(kind, []))
+
+    hooks = LoopHooks(
+        check_resume=check_resume,
+        checkpoint_extra=lambda: {
+            "train_config": config_to_dict(config),
+            "net_config": net_config,
+            "style_name": "arbitrary",
+            "style_sha256": None,
+            "listings": dict(digests),
+            "failed": {kind: sorted(s) for kind, s in failed_seen.items()},
+        },
+        restore_extra=restore_failed,
+        saved=lambda step: write_json(out / CONFIG_NAME, {**resolved, "step": step}, sort_keys=True),
+        preview=preview_writer(net, out, photos, paintings, count, device=device, memory_format=memory_format, callback=callback),
+        log_extra=lambda: {"skipped": photos.scan_skipped + paintings.scan_skipped + sum(len(s) for s in failed_seen.values())},
+    )
+    train_loop(
+        net,
+        objective,
+        loop_options(config),
+        precision=precision,
+        run_dir=out,
+        data=paired_stream(config, photos, paintings, device=device, memory_format=memory_format, failed_seen=failed_seen, callback=callback),
+        params=net.trainable_parameters(),
+        resume=resume,
+        hooks=hooks,
+        callback=callback,
+        description=f"training {config.arch}",
+        resume_how=f"--resume -o {out}",
+    )
+    net.eval()
+    payload = model_payload(net, config.arch, net_config, config, {"name": "arbitrary", "sha256": None}, config.steps, encoder_info)
+    payload["paintings"] = styles_info
+    model_path = save_model(out / MODEL_NAME, payload)
+    emit(callback, MessageEvent(f"wrote {model_path} ({config.steps} steps)"))
+    return model_path
