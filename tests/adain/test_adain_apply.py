@@ -128,3 +128,11 @@ def test_cli_errors_are_one_line(world, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
 
+
+
+def test_where_no_mask_covers_the_photo_keeps_its_own_features(world):
+    kept = run(world, style=world["a"], alpha=0.0).image
+    half = run(world, style=world["a"], style_mask=world["root"] / "top.png").image
+    a_only = run(world, style=world["a"]).image
+    assert (half[..., -8:, :] - kept[..., -8:, :]).abs().mean() < (half[..., -8:, :] - a_only[..., -8:, :]).abs().mean()
+    assert (half[..., :8, :] - a_only[..., :8, :]).abs().mean() < (half[..., :8, :] - kept[..., :8, :]).abs().mean()

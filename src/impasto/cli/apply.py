@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("images", nargs="*", help="images and/or folders of images")
     p.add_argument("-o", "--output", metavar="OUT_DIR", default="styled", help="output folder (default: styled)")
     p.add_argument("--style", metavar="PAINTING", action="append", default=[], help="AdaIN models: the painting whose style to use (repeat it to mix several, see --style-weights)")
-    p.add_argument("--style-mask", metavar="MAP", action="append", default=[], help="AdaIN models: one grey map per --style painting, white where that painting applies (spatial control)")
+    p.add_argument("--style-mask", metavar="MAP", action="append", default=[], help="AdaIN models: one grey map per --style painting, white where that painting applies (spatial control; where no map is white the photo is kept)")
     p.add_argument("--list-styles", action="store_true", help="print the styles a multi-style model holds (index, name, SHA-256) and exit")
     add_config_arguments(p, ApplyConfig, group_title="options")
     p.set_defaults(handler=run_command)

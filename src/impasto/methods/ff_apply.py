@@ -252,9 +252,7 @@ class ModelSession:
                 if abs((mw / mh) / (w / h) - 1) > 0.02:
                     raise ImageError(f"{name}: mask is {mw}x{mh} but the photo is {w}x{h}; masks must have the photo's aspect ratio")
                 fitted.append(resize_mask(m, (h, w)) if (mh, mw) != (h, w) else m)
-            stack = torch.cat(fitted, dim=0).clamp(0, 1)
-            total = stack.sum(dim=0, keepdim=True)
-            masks = torch.where(total > 1e-6, stack / total.clamp_min(1e-6), torch.full_like(stack, 1.0 / len(fitted)))
+            masks = torch.cat(fitted, dim=0).clamp(0, 1)  # where none covers the photo, it keeps its own features
         device = getattr(self.runner, "device", torch.device("cpu"))
         self.runner.style = self.runner.net.prepare_style([i.to(device) for i in images], self.weights or None, alpha=config.alpha, masks=None if masks is None else masks.to(device))
         self._prepared = key
@@ -451,7 +449,7 @@ class ApplyMethod:
         Input("model", "model", "trained model file (model.pt, .onnx) or training folder"),
         Input("image", "image", "the photo (not needed for texture-synthesis models)", required=False),
         Input("style", "images", "paintings for arbitrary-style (AdaIN) models, mixed by style_weights", required=False),
-        Input("style_mask", "images", "AdaIN spatial control: one grey map per painting, white where it applies", required=False),
+        Input("style_mask", "images", "AdaIN spatial control: one grey map per painting, white where it applies (where none does, the photo is kept)", required=False),
     )
     context: tuple[str, ...] = ()
 
