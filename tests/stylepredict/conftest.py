@@ -23,7 +23,7 @@ def small_net(init: int = 0, **config: object) -> StylePredictNet:
     """A StylePredictNet on tiny_vgg (random weights) with a narrow transformer, in eval mode;
     ``init`` seeds its trained parts."""
     torch.manual_seed(init)
-    return StylePredictNet(**{"encoder": "tiny_vgg", "weights": "random", **SMALL, **config}).eval()  # type: ignore[arg-type]
+    return StylePredictNet(**{"encoder": "tiny_vgg", "layer": "relu4_3", "weights": "random", **SMALL, **config}).eval()  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ def test_protocol_registration_and_config(net):
     assert net.takes == ("content", "style") and net.multiple == 4
     assert "stylepredict" in ARCHS
     spec = get_arch("stylepredict")
-    assert (spec.defaults["encoder"], spec.defaults["layer"], spec.defaults["embedding"], spec.defaults["channels"]) == ("vgg16", "relu4_3", 100, [32, 64, 128])
+    assert (spec.defaults["encoder"], spec.defaults["layer"], spec.defaults["embedding"], spec.defaults["channels"]) == ("inception_v3", "Mixed_6e", 100, [32, 64, 128])
     assert spec.recipe == "impasto.methods.stylepredict_train:StylePredictTrainConfig:train_stylepredict"
     assert net.config == {
         "encoder": "tiny_vgg", "layer": "relu4_3", "weights": "random", "weights_id": None, "pooling": "max", "preprocessing": "auto", "seed": 0,
@@ -88,8 +88,7 @@ def test_alpha_mixes_with_the_photos_own_embedding(net):
 def test_fixed_heads_give_plain_instance_norm_with_those_parameters(net):
     """With every head's weights zero and its bias fixed, any painting gives the same γ/β, and the
     network is the Johnson network whose (affine) instance norms hold them."""
-    torch.manual_seed(3)
-    fixed = StylePredictNet(encoder="tiny_vgg", weights="random", **SMALL).eval()  # type: ignore[arg-type]
+    fixed = small_net(init=3)
     fixed.load_state_dict(net.state_dict())
     plain = TransformerNet(channels=SMALL["channels"], n_res=SMALL["n_res"]).eval()
     state = {k: v for k, v in net.state_dict().items() if not k.startswith(("bottleneck.", "gamma_heads.", "beta_heads."))}

@@ -17,7 +17,7 @@ from impasto.methods.stylepredict_train import PerSampleGramTerm, StylePredictTr
 from impasto.nets.stylepredict import StylePredictNet
 from impasto.progress import MessageEvent, SnapshotEvent, StepEvent
 
-TINY = dict(encoder="tiny_vgg", weights="random", train_size=32, batch_size=2, workers=0, preview_every=0)
+TINY = dict(encoder="tiny_vgg", predictor_encoder="", predictor_layer="relu4_3", weights="random", train_size=32, batch_size=2, workers=0, preview_every=0)
 
 
 class Crash(Exception):
@@ -31,15 +31,22 @@ def _log(run):
 def test_defaults_follow_the_paper_and_bad_settings_are_refused():
     c = StylePredictTrainConfig()
     assert isinstance(c, TrainConfig)
-    assert (c.arch, c.encoder, c.predictor_encoder, c.predictor_layer, c.predictor_weights) == ("stylepredict", "vgg16", "", "relu4_3", "")
+    assert (c.arch, c.encoder, c.predictor_encoder, c.predictor_layer, c.predictor_weights) == ("stylepredict", "vgg16", "inception_v3", "Mixed_6e", "")
     assert (c.content_layers, c.style_layers, c.style_loss) == ("relu3_3", "relu1_2,relu2_2,relu3_3,relu4_3", "gram")
     assert (c.content_weight, c.style_weight, c.tv_weight, c.lr, c.batch_size, c.train_size, c.steps) == (1.0, 10.0, 1.0, 1e-3, 8, 256, 160000)
     help_of = {f.name: f.metadata.get("help", "") for f in StylePredictTrainConfig.__dataclass_fields__.values()}
-    assert all(help_of.values()) and "Mixed_6e" in help_of["predictor_encoder"]
+    assert all(help_of.values()) and "share the loss network" in help_of["predictor_encoder"]
     for bad, param in (({"style_loss": "mean_std"}, "style_loss"), ({"predictor_layer": "relu3_3,relu4_3"}, "predictor_layer"), ({"predictor_layer": " "}, "predictor_layer")):
         with pytest.raises(ConfigError) as info:
             StylePredictTrainConfig(**bad)
         assert info.value.params == (param,)
+
+
+def test_paintings_smaller_than_the_predictor_accepts_are_refused(tmp_path, folders):
+    photos, paintings = folders
+    with pytest.raises(ConfigError, match="train_size must be at least 75 px for predictor_encoder inception_v3") as info:
+        train_stylepredict(StylePredictTrainConfig(weights="random", train_size=64), photos, paintings, tmp_path / "run")
+    assert info.value.params == ("train_size", "predictor_encoder")
 
 
 def test_the_style_term_compares_each_sample_with_its_own_painting():

@@ -15,9 +15,10 @@ The terms are impasto's normalised ones (:mod:`impasto.losses`: each layer's err
 target's energy, layer weights summing to 1), so ``content_weight``/``style_weight`` mean what
 they mean for the one-style recipe; Magenta's raw weights (1 and 0.5e-3 per layer, TV 1e4) do
 not carry over and are not copied. Everything but the predictor's encoder is trained (transformer,
-bottleneck, heads). When the predictor's encoder is the loss network (the default: VGG16, with
-the embedding read at relu4_3) one encoder is built and one pass over the paintings gives both
-their style targets and their embeddings.
+bottleneck, heads). The predictor's encoder is the paper's Inception-v3 (``Mixed_6e``) by default;
+when it is the loss network itself (``predictor_encoder="vgg16", predictor_layer="relu4_3"``, or
+empty) one encoder is built and one pass over the paintings gives both their style targets and
+their embeddings.
 
 Photos and paintings come from two :class:`~impasto.data.folder.PhotoFolder` streams with
 independent seeded orders, as for AdaIN (:mod:`.adain_train`): the run folder holds the same
@@ -57,9 +58,9 @@ class StylePredictTrainConfig(TrainConfig):
     cropped to ``train_size`` like the photos)."""
 
     arch: str = field(default="stylepredict", metadata=_h("generator: " + "; ".join(f"{k}: {v}" for k, v in ARCHS.items()), choices=tuple(ARCHS)))
-    encoder: str = field(default="vgg16", metadata=_h("loss network (Ghiasi et al.: vgg16); also the style predictor's encoder unless predictor_encoder is set"))
-    predictor_encoder: str = field(default="", metadata=_h("the style predictor's frozen encoder; empty: the loss network (one encoder, one pass over the paintings); inception_v3 with predictor_layer Mixed_6e is the paper's", metavar="ENCODER"))
-    predictor_layer: str = field(default="relu4_3", metadata=_h("the predictor's layer: the spatial mean of its features is embedded", metavar="LAYER"))
+    encoder: str = field(default="vgg16", metadata=_h("loss network (Ghiasi et al.: vgg16)"))
+    predictor_encoder: str = field(default="inception_v3", metadata=_h("the style predictor's frozen encoder (Ghiasi et al.: inception_v3 to Mixed_6e); empty or the loss network's name: share the loss network (one encoder, one pass over the paintings)", metavar="ENCODER"))
+    predictor_layer: str = field(default="Mixed_6e", metadata=_h("the predictor encoder's layer whose spatial mean is embedded (e.g. relu4_3 for vgg16)", metavar="LAYER"))
     predictor_weights: str = field(default="", metadata=_h("the predictor encoder's weights (auto, random, a name or a .pth file); empty: the same as weights", metavar="auto|random|NAME|FILE"))
     content_layers: str = field(default="relu3_3", metadata=_h("content layers, NAME[:WEIGHT],... (Ghiasi et al.: relu3_3)", metavar="LAYERS", parse=_layers_arg))
     style_layers: str = field(default="relu1_2,relu2_2,relu3_3,relu4_3", metadata=_h("style layers, NAME[:WEIGHT],... (Ghiasi et al.: relu1_2..relu4_3, equal weights), each painting against its own photo", metavar="LAYERS", parse=_layers_arg))
@@ -228,15 +229,17 @@ def preview_writer(
     return write
 
 
-def _resolved_weights(encoder: Any, weights: str) -> dict[str, Any]:
-    """What an encoder's weights resolved to (auto -> a name, the input convention), so applying
-    the model rebuilds exactly this encoder, or refuses."""
-    from ..weights.registry import CAFFE
+def _resolved_weights(encoder: Any, weights: str, preprocessing: str) -> dict[str, Any]:
+    """What an encoder's weights resolved to (auto -> a name, the input convention by name where
+    one fits, else as given), so applying the model rebuilds exactly this encoder, or refuses."""
+    from ..weights.registry import PREPROCESSING_NAMES, preprocessing_named
 
+    used = getattr(encoder.weights, "preprocessing", None)
+    named = [n for n in PREPROCESSING_NAMES if preprocessing_named(n, encoder.spec.weights_arch) == used]
     return {
         "weights_id": encoder.weights_id,
         "weights": str(getattr(encoder.weights, "name", None) or weights) if weights == "auto" else weights,
-        "preprocessing": "caffe" if getattr(encoder.weights, "preprocessing", None) == CAFFE else "torchvision",
+        "preprocessing": named[0] if named else preprocessing,
     }
 
 
@@ -267,7 +270,7 @@ def train_stylepredict(
     from ``checkpoint.pt`` bit for bit. Keyword ``overrides`` replace fields of ``config``.
     """
     from ..data.folder import PhotoFolder
-    from ..features import build_encoder, resolve_device
+    from ..features import build_encoder, get_encoder_spec, resolve_device
     from ..optim.train_loop import LoopHooks, resolve_precision, train_loop
 
     config = config or StylePredictTrainConfig()
@@ -307,6 +310,9 @@ def train_stylepredict(
     p_weights = config.predictor_weights or config.weights
     p_layer = config.predictor_layer.strip()
     shared = p_encoder == config.encoder and p_weights == config.weights
+    side = get_encoder_spec(p_encoder).min_side
+    if config.train_size < side:
+        raise ConfigError(f"train_size must be at least {side} px for predictor_encoder {p_encoder} (paintings are cropped to train_size), got {config.train_size}", params=("train_size", "predictor_encoder"))
     net_config: dict[str, Any] = {
         **dict(get_arch(config.arch).defaults), "encoder": p_encoder, "layer": p_layer, "weights": p_weights, "weights_id": None,
         "pooling": config.pooling, "preprocessing": config.preprocessing, "seed": 0,
@@ -322,7 +328,7 @@ def train_stylepredict(
     for e in dict.fromkeys([encoder, net.encoder]):
         if getattr(e.weights, "warning", None):
             _warn(callback, str(e.weights.warning))
-    resolved_weights = _resolved_weights(net.encoder, p_weights)
+    resolved_weights = _resolved_weights(net.encoder, p_weights, config.preprocessing)
     net_config.update(resolved_weights)
     net.config.update(resolved_weights)
     encoder_info = {**_encoder_info(encoder, config.encoder, config.weights), "predictor": {**_encoder_info(net.encoder, p_encoder, p_weights), "layer": p_layer, "shared": shared}}
