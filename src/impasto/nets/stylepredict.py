@@ -125,6 +125,8 @@ class StylePredictNet(TransformerNet):
     """
 
     takes = ("content", "style")
+    #: ``prepare_style(..., alpha < 1)`` needs the whole photo as ``content`` (apply passes it)
+    alpha_needs_photo = True
 
     def __init__(
         self,
