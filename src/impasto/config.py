@@ -21,7 +21,7 @@ import argparse
 import dataclasses
 import types
 import typing
-from typing import Any, Mapping, TypeVar, Union, get_args, get_origin
+from typing import Any, Collection, Mapping, TypeVar, Union, get_args, get_origin
 
 from .errors import ConfigError
 
@@ -64,12 +64,13 @@ def _default_of(f: dataclasses.Field[Any]) -> Any:
     return None
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, group_title: str | None = None) -> None:
-    """Add one option per field of the dataclass ``cls`` to ``parser`` (defaults shown, not applied)."""
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, group_title: str | None = None, only: Collection[str] | None = None) -> None:
+    """Add one option per field of the dataclass ``cls`` to ``parser`` (defaults shown, not applied);
+    ``only``: just these fields."""
     hints = _resolved_hints(cls)
     target: Any = parser.add_argument_group(group_title) if group_title else parser
     for f in dataclasses.fields(cls):
-        if f.metadata.get("cli", True) is False:
+        if f.metadata.get("cli", True) is False or (only is not None and f.name not in only):
             continue
         tp = _base_type(hints[f.name])
         default = _default_of(f)

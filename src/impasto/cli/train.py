@@ -23,6 +23,7 @@ examples:
   impasto train --arch multistyle --style-dir paintings/ --data photos/ -o models/many
   impasto train --arch multistyle --add-style c.jpg --from models/two -o models/three   # only c's γ/β
   impasto train --arch adain --data coco/ --style-data wikiart/ -o models/adain  # any painting
+  impasto train --arch stylepredict --data coco/ --style-data wikiart/ -o models/sp  # any painting, style space
   impasto train --resume -o models/starry                                     # continue after a stop
   impasto monitor models/starry                                               # watch it in a browser
 
@@ -37,6 +38,9 @@ style drawn at random. --add-style trains only the new style's γ/β on a copy o
 (every other parameter stays bit-identical; the settings are --from's, --steps defaults to %(add)d).
 AdaIN (Huang & Belongie 2017) trains a decoder for a frozen VGG19 (relu4_1); its defaults differ:
 %(adain)s.
+Style prediction (Ghiasi et al. 2017) embeds each painting (Inception-v3 Mixed_6e) and predicts the
+γ/β of a Johnson network; its defaults differ (and it has the --arch stylepredict options below):
+%(stylepredict)s.
 """
 
 
@@ -47,7 +51,7 @@ def _arch_defaults(arch: str) -> str:
 
     base, own = api.train_config_class(), api.train_config_class(arch)
     flags = [f"--{f.name.replace('_', '-')} {f.default}" for f in dataclasses.fields(own)
-             if f.name != "arch" and f.default != base.__dataclass_fields__[f.name].default]
+             if f.name != "arch" and f.name in base.__dataclass_fields__ and f.default != base.__dataclass_fields__[f.name].default]
     return "\n".join(textwrap.wrap(" ".join(flags), 96, break_on_hyphens=False))
 
 
@@ -55,21 +59,36 @@ def register(subparsers: Any) -> None:
     TrainConfig = api.train_config_class()
     p = subparsers.add_parser(
         "train",
-        help="train a fast feed-forward network: one style, many styles (multistyle) or any painting (adain)",
+        help="train a fast feed-forward network: one style, many styles (multistyle) or any painting (adain, stylepredict)",
         description="Train a generator network that stylises any photo in one pass (or synthesises a texture).",
-        epilog=EPILOG % {"add": api.ADD_STYLE_STEPS, "adain": _arch_defaults("adain")},
+        epilog=EPILOG % {"add": api.ADD_STYLE_STEPS, "adain": _arch_defaults("adain"), "stylepredict": _arch_defaults("stylepredict")},
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--style", metavar="STYLE", action="append", help="the style image (multistyle: repeat it, one per style, in index order)")
     p.add_argument("--style-dir", metavar="DIR", help="multistyle: every image in DIR is a style (sorted by path: the index order)")
     p.add_argument("--data", metavar="PHOTOS_DIR", help="folder of training photos (searched recursively)")
-    p.add_argument("--style-data", metavar="PAINTINGS_DIR", help="adain (any painting): folder of paintings (searched recursively, e.g. WikiArt)")
+    p.add_argument("--style-data", metavar="PAINTINGS_DIR", help="adain, stylepredict (any painting): folder of paintings (searched recursively, e.g. WikiArt)")
     p.add_argument("--add-style", metavar="STYLE", action="append", help="multistyle: add this style (repeatable) to the model of --from, training only its γ/β")
     p.add_argument("--from", dest="from_model", metavar="RUN", help="multistyle: the model (model.pt or its training folder) that --add-style extends")
     p.add_argument("-o", "--output", metavar="OUT_DIR", required=True, help="folder for the model, checkpoints, log and previews")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT_DIR from its last checkpoint (style, data and settings are read from OUT_DIR/config.json; --steps may be raised)")
     add_config_arguments(p, TrainConfig, group_title="training options")
+    for arch, (cls, names) in _recipe_options().items():
+        add_config_arguments(p, cls, group_title=f"--arch {arch} options", only=names)
     p.set_defaults(handler=run_command)
+
+
+def _recipe_options() -> dict[str, tuple[type, list[str]]]:
+    """arch -> (its recipe's config class, the fields TrainConfig lacks): their flags."""
+    known = set(api.train_config_class().__dataclass_fields__)
+    extra: dict[str, tuple[type, list[str]]] = {}
+    for arch in api.painting_archs():
+        cls = api.train_config_class(arch)
+        names = [name for name in cls.__dataclass_fields__ if name not in known]
+        if names:
+            extra[arch] = (cls, names)
+            known.update(names)
+    return extra
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -79,7 +98,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     quiet = bool(getattr(args, "quiet", False))
     out = Path(args.output)
-    given = {name: getattr(args, name) for name in TrainConfig.__dataclass_fields__ if hasattr(args, name)}
+    names = [*TrainConfig.__dataclass_fields__, *(n for _, fields in _recipe_options().values() for n in fields)]
+    given = {name: getattr(args, name) for name in names if hasattr(args, name)}
     styles: Any = list(args.style or []) + ([args.style_dir] if args.style_dir else [])
     data, style_data, add_from = args.data, args.style_data, args.from_model
     if args.add_style:

@@ -39,7 +39,7 @@ from ..provenance import versions, write_json
 from .ff_model import CHECKPOINT_NAME, CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, model_payload, save_model
 from .ff_train import TrainConfig, _h, _layers_arg, _warn, check_same_settings, loop_options, parse_layers
 
-__all__ = ["AdaINTrainConfig", "AdaINObjective", "AdaINContentTerm", "AdaINStyleTerm", "train_adain"]
+__all__ = ["AdaINTrainConfig", "AdaINObjective", "AdaINContentTerm", "AdaINStyleTerm", "paired_stream", "preview_writer", "train_adain"]
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,86 @@ def _listing_digest(folder: Any) -> str:
     return digest.hexdigest()[:32]
 
 
+def paired_stream(
+    config: TrainConfig, photos: Any, paintings: Any, *, device: torch.device, memory_format: torch.memory_format,
+    failed_seen: dict[str, set[int]], callback: Callable[[Event], None] | None = None,
+) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """``data(start)`` for the loop: (photos, paintings) batches from step ``start`` on, each
+    folder in its own seeded order (a pure function of the step); unreadable files are reported
+    once and recorded in ``failed_seen`` (``"photos"``/``"paintings"`` -> indices)."""
+    from ..data.folder import default_workers, make_loader
+
+    def pairs(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        workers = default_workers() if config.workers < 0 else config.workers
+        pin = device.type == "cuda"
+        # both iterators are made now, in this order: each draws its base seed from the global random state
+        streams = [
+            ("photos", photos, iter(make_loader(photos, config.batch_size, seed=config.seed, start=start * config.batch_size, workers=workers, pin_memory=pin))),
+            ("paintings", paintings, iter(make_loader(paintings, config.batch_size, seed=config.seed + 1, start=start * config.batch_size, workers=workers, pin_memory=pin))),
+        ]
+
+        def stream() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            while True:
+                batch = []
+                for kind, folder, it in streams:
+                    try:
+                        images, failed = next(it)
+                    except StopIteration:
+                        return
+                    for i in [i for i in failed if i not in failed_seen[kind]]:
+                        failed_seen[kind].add(i)
+                        _warn(callback, f"skipped unreadable {'photo' if kind == 'photos' else 'painting'} {folder.files[i]}")
+                    batch.append(images.to(device=device, memory_format=memory_format, non_blocking=True))
+                yield batch[0], batch[1]
+
+        return stream()
+
+    return pairs
+
+
+def preview_writer(
+    net: torch.nn.Module, out: Path, photos: Any, paintings: Any, count: int, *, device: torch.device,
+    memory_format: torch.memory_format, callback: Callable[[Event], None] | None = None,
+) -> Callable[[int], None]:
+    """``preview(step)`` for the loop: the first ``count`` photos, photo i with painting i (cycled),
+    through ``net.prepare_style`` and ``net.generate`` into ``out/previews/step_N/NN.png``."""
+    from ..image.io import save_image
+
+    def first(folder: Any) -> list[tuple[str, torch.Tensor]]:
+        found: list[tuple[str, torch.Tensor]] = []
+        for i in range(len(folder)):
+            if len(found) >= count:
+                break
+            try:
+                found.append((folder.files[i].name, folder.load(i, crop="center")))
+            except (ImageError, OSError, ValueError):
+                continue
+        return found
+
+    shown_photos, shown_paintings = (first(photos), first(paintings)) if count else ([], [])
+
+    def write(step: int) -> None:
+        if not shown_photos or not shown_paintings:
+            return
+        folder_out = out / PREVIEW_DIR / f"step_{step:06d}"
+        folder_out.mkdir(parents=True, exist_ok=True)
+        was_training = net.training
+        net.eval()
+        shown = None
+        with torch.no_grad():
+            for i, (_, photo) in enumerate(shown_photos):
+                name, painting = shown_paintings[i % len(shown_paintings)]
+                style = net.prepare_style([painting[None]])  # type: ignore[operator]
+                y = net.generate(photo[None].to(device=device, memory_format=memory_format), style=style).float().cpu().contiguous()  # type: ignore[operator]
+                save_image(folder_out / f"{i:02d}.png", y, metadata={"step": step, "style": name})
+                shown = y if shown is None else shown
+        net.train(was_training)
+        if shown is not None:
+            emit(callback, SnapshotEvent(step=step, image=shown))
+
+    return write
+
+
 def train_adain(
     config: AdaINTrainConfig | None,
     data_dir: str | os.PathLike[str],
@@ -185,9 +265,8 @@ def train_adain(
     ``preview_count`` photos each with one of the first paintings, ``model.pt``). ``resume=True``
     continues from ``checkpoint.pt`` bit for bit. Keyword ``overrides`` replace fields of ``config``.
     """
-    from ..data.folder import PhotoFolder, default_workers, make_loader
+    from ..data.folder import PhotoFolder
     from ..features import resolve_device
-    from ..image.io import save_image
     from ..optim.train_loop import LoopHooks, resolve_precision, train_loop
 
     config = config or AdaINTrainConfig()
@@ -274,68 +353,8 @@ def train_adain(
         "versions": versions(),
     }
 
-    # ---- previews ------------------------------------------------------------------------
-    def first(folder: Any, count: int) -> list[tuple[str, torch.Tensor]]:
-        found: list[tuple[str, torch.Tensor]] = []
-        for i in range(len(folder)):
-            if len(found) >= count:
-                break
-            try:
-                found.append((folder.files[i].name, folder.load(i, crop="center")))
-            except (ImageError, OSError, ValueError):
-                continue
-        return found
-
-    count = config.preview_count if config.preview_every else 0
-    preview_photos, preview_paintings = first(photos, count), first(paintings, count)
-
-    def write_previews(step: int) -> None:
-        if not preview_photos or not preview_paintings:
-            return
-        folder_out = out / PREVIEW_DIR / f"step_{step:06d}"
-        folder_out.mkdir(parents=True, exist_ok=True)
-        was_training = net.training
-        net.eval()
-        shown = None
-        with torch.no_grad():
-            for i, (_, photo) in enumerate(preview_photos):
-                name, painting = preview_paintings[i % len(preview_paintings)]
-                style = net.prepare_style([painting[None]])
-                y = net.generate(photo[None].to(device=device, memory_format=memory_format), style=style).float().cpu().contiguous()
-                save_image(folder_out / f"{i:02d}.png", y, metadata={"step": step, "style": name})
-                shown = y if shown is None else shown
-        net.train(was_training)
-        if shown is not None:
-            emit(callback, SnapshotEvent(step=step, image=shown))
-
-    # ---- the data stream: (photos, paintings) from step `start` on -------------------------
     failed_seen: dict[str, set[int]] = {"photos": set(), "paintings": set()}
-
-    def pairs(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        workers = default_workers() if config.workers < 0 else config.workers
-        pin = device.type == "cuda"
-        # both iterators are made now, in this order: each draws its base seed from the global random state
-        streams = [
-            ("photos", photos, iter(make_loader(photos, config.batch_size, seed=config.seed, start=start * config.batch_size, workers=workers, pin_memory=pin))),
-            ("paintings", paintings, iter(make_loader(paintings, config.batch_size, seed=config.seed + 1, start=start * config.batch_size, workers=workers, pin_memory=pin))),
-        ]
-
-        def stream() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            while True:
-                batch = []
-                for kind, folder, it in streams:
-                    try:
-                        images, failed = next(it)
-                    except StopIteration:
-                        return
-                    new = [i for i in failed if i not in failed_seen[kind]]
-                    for i in new:
-                        failed_seen[kind].add(i)
-                        _warn(callback, f"skipped unreadable {'photo' if kind == 'photos' else 'painting'} {folder.files[i]}")
-                    batch.append(images.to(device=device, memory_format=memory_format, non_blocking=True))
-                yield batch[0], batch[1]
-
-        return stream()
+    count = config.preview_count if config.preview_every else 0
 
     def check_resume(ckpt: Mapping[str, Any]) -> None:
         check_same_settings(ckpt, config, out)
@@ -361,7 +380,7 @@ def train_adain(
         },
         restore_extra=restore_failed,
         saved=lambda step: write_json(out / CONFIG_NAME, {**resolved, "step": step}, sort_keys=True),
-        preview=write_previews,
+        preview=preview_writer(net, out, photos, paintings, count, device=device, memory_format=memory_format, callback=callback),
         log_extra=lambda: {"skipped": photos.scan_skipped + paintings.scan_skipped + sum(len(s) for s in failed_seen.values())},
     )
     train_loop(
@@ -370,7 +389,7 @@ def train_adain(
         loop_options(config),
         precision=precision,
         run_dir=out,
-        data=pairs,
+        data=paired_stream(config, photos, paintings, device=device, memory_format=memory_format, failed_seen=failed_seen, callback=callback),
         params=net.trainable_parameters(),
         resume=resume,
         hooks=hooks,

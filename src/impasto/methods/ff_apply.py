@@ -64,7 +64,7 @@ class ApplyConfig:
     style_index: int = field(default=0, metadata=_h("multi-style models: which style (0-based; the model file lists them: impasto apply MODEL --list-styles)", metavar="K"))
     style_mix: str = field(default="", metadata=_h("multi-style models: interpolate styles, INDEX_OR_NAME:WEIGHT,... e.g. 0:0.3,2:0.7 (weights are normalised)", metavar="MIX"))
     sheet: bool = field(default=False, metadata=_h("write one contact sheet per photo: the photo and every style of the model (or every --style painting), labelled"))
-    alpha: float = field(default=1.0, metadata=_h("AdaIN models: content-style trade-off, 0 = the photo's own features decoded, 1 = fully the painting's statistics"))
+    alpha: float = field(default=1.0, metadata=_h("AdaIN and stylepredict models: content-style trade-off, 0 = the photo's own features decoded (stylepredict: the photo's own style embedding), 1 = fully the painting's style"))
     style_weights: str = field(default="", metadata=_h("AdaIN models with several --style paintings: their weights, e.g. 0.7,0.3 (default: equal)", metavar="W,W,..."))
     style_edge: int = field(default=512, metadata=_h("AdaIN models: longest side of a painting when its statistics are measured (0 = as is)"))
     encoder_weights: str = field(default="", metadata=_h("AdaIN models: encoder weights (name or file) if not the ones recorded in the model; they must be the weights the decoder was trained with", metavar="NAME|FILE"))
@@ -232,9 +232,12 @@ class ModelSession:
         recoloured to the photo for ``preserve_colors="histogram"``, masks at its size)."""
         if not self.arbitrary:
             return
-        # the paintings' statistics depend on the photo only through its colours (histogram) and
-        # its size (masks): otherwise they are measured once per session (video frames, batches)
-        key = (config.preserve_colors == "histogram" and id(photo), tuple(photo.shape[-2:]) if self.masks else None, config.alpha, tuple(self.weights), len(self.paintings), id(self.paintings[0][0]))
+        # a network whose alpha mixes in the photo's own style (stylepredict) needs the photo
+        with_photo = bool(getattr(self.runner.net, "alpha_needs_photo", False)) and config.alpha < 1.0
+        # the paintings' statistics depend on the photo only through its colours (histogram), its
+        # size (masks) and, with_photo, the photo itself: otherwise they are measured once per
+        # session (video frames, batches)
+        key = ((config.preserve_colors == "histogram" or with_photo) and id(photo), tuple(photo.shape[-2:]) if self.masks else None, config.alpha, tuple(self.weights), len(self.paintings), id(self.paintings[0][0]))
         if key[0] is False and self._prepared == key:
             return
         from ..image.color import match_color
@@ -254,7 +257,8 @@ class ModelSession:
                 fitted.append(resize_mask(m, (h, w)) if (mh, mw) != (h, w) else m)
             masks = torch.cat(fitted, dim=0).clamp(0, 1)  # where none covers the photo, it keeps its own features
         device = getattr(self.runner, "device", torch.device("cpu"))
-        self.runner.style = self.runner.net.prepare_style([i.to(device) for i in images], self.weights or None, alpha=config.alpha, masks=None if masks is None else masks.to(device))
+        extra = {"content": photo.to(device)} if with_photo else {}
+        self.runner.style = self.runner.net.prepare_style([i.to(device) for i in images], self.weights or None, alpha=config.alpha, masks=None if masks is None else masks.to(device), **extra)
         self._prepared = key
 
     def describe(self, method: str, config: ApplyConfig) -> dict[str, Any]:

@@ -270,8 +270,9 @@ def train(
         if config.arch != base.arch:
             raise ConfigError(f"add_style_from: {base.path} is a {base.arch} model; arch must match (got {config.arch})", params="arch")
     config = config or TrainConfig()
-    if config.arch == "adain":
-        raise UsageError("arch adain trains on folders of photos and paintings: use impasto.train(..., style_data=PAINTINGS) or impasto.methods.adain_train.train_adain", params="arch")
+    recipe = get_arch(config.arch).recipe
+    if recipe is not None:
+        raise UsageError(f"arch {config.arch} trains on folders of photos and paintings: use impasto.train(..., style_data=PAINTINGS) or {recipe.split(':')[0]}.{recipe.split(':')[2]}", params="arch")
     if overrides:
         config = config_from_mapping(TrainConfig, {**config_to_dict(config), **overrides})
     out = Path(out_dir)

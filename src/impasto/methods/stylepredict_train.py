@@ -31,23 +31,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
 from ..config import check_rules, config_from_mapping, config_to_dict
-from ..errors import ConfigError, ImageError, OutputError, UsageError
+from ..errors import ConfigError, OutputError, UsageError
 from ..losses.modules import normalise_layer_weights
 from ..losses.statistics import Stats, get_statistic
 from ..losses.terms import ContentTerm, LossTerm, TermInputs, TVTerm, weighted_total
 from ..nets.registry import ARCHS, get_arch
-from ..progress import Event, MessageEvent, SnapshotEvent, emit
+from ..progress import Event, MessageEvent, emit
 from ..provenance import versions, write_json
-from .adain_train import _listing_digest
-from .ff_model import CHECKPOINT_NAME, CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, model_payload, save_model
+from .adain_train import _listing_digest, paired_stream, preview_writer
+from .ff_model import CHECKPOINT_NAME, CONFIG_NAME, MODEL_NAME, model_payload, save_model
 from .ff_train import TrainConfig, _h, _layers_arg, _warn, check_same_settings, loop_options, parse_layers
 
-__all__ = ["StylePredictTrainConfig", "PerSampleGramTerm", "StylePredictObjective", "paired_stream", "preview_writer", "train_stylepredict"]
+__all__ = ["StylePredictTrainConfig", "PerSampleGramTerm", "StylePredictObjective", "train_stylepredict"]
 
 
 @dataclass(frozen=True)
@@ -147,86 +147,6 @@ class StylePredictObjective:
             return weighted_total(self.terms, values), values
         finally:
             self.style.targets = None
-
-
-def paired_stream(
-    config: TrainConfig, photos: Any, paintings: Any, *, device: torch.device, memory_format: torch.memory_format,
-    failed_seen: dict[str, set[int]], callback: Callable[[Event], None] | None = None,
-) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """``data(start)`` for the loop: (photos, paintings) batches from step ``start`` on, each
-    folder in its own seeded order (a pure function of the step); unreadable files are reported
-    once and recorded in ``failed_seen`` (``"photos"``/``"paintings"`` -> indices)."""
-    from ..data.folder import default_workers, make_loader
-
-    def pairs(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        workers = default_workers() if config.workers < 0 else config.workers
-        pin = device.type == "cuda"
-        # both iterators are made now, in this order: each draws its base seed from the global random state
-        streams = [
-            ("photos", photos, iter(make_loader(photos, config.batch_size, seed=config.seed, start=start * config.batch_size, workers=workers, pin_memory=pin))),
-            ("paintings", paintings, iter(make_loader(paintings, config.batch_size, seed=config.seed + 1, start=start * config.batch_size, workers=workers, pin_memory=pin))),
-        ]
-
-        def stream() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            while True:
-                batch = []
-                for kind, folder, it in streams:
-                    try:
-                        images, failed = next(it)
-                    except StopIteration:
-                        return
-                    for i in [i for i in failed if i not in failed_seen[kind]]:
-                        failed_seen[kind].add(i)
-                        _warn(callback, f"skipped unreadable {'photo' if kind == 'photos' else 'painting'} {folder.files[i]}")
-                    batch.append(images.to(device=device, memory_format=memory_format, non_blocking=True))
-                yield batch[0], batch[1]
-
-        return stream()
-
-    return pairs
-
-
-def preview_writer(
-    net: torch.nn.Module, out: Path, photos: Any, paintings: Any, count: int, *, device: torch.device,
-    memory_format: torch.memory_format, callback: Callable[[Event], None] | None = None,
-) -> Callable[[int], None]:
-    """``preview(step)`` for the loop: the first ``count`` photos, photo i with painting i (cycled),
-    through ``net.prepare_style`` and ``net.generate`` into ``out/previews/step_N/NN.png``."""
-    from ..image.io import save_image
-
-    def first(folder: Any) -> list[tuple[str, torch.Tensor]]:
-        found: list[tuple[str, torch.Tensor]] = []
-        for i in range(len(folder)):
-            if len(found) >= count:
-                break
-            try:
-                found.append((folder.files[i].name, folder.load(i, crop="center")))
-            except (ImageError, OSError, ValueError):
-                continue
-        return found
-
-    shown_photos, shown_paintings = (first(photos), first(paintings)) if count else ([], [])
-
-    def write(step: int) -> None:
-        if not shown_photos or not shown_paintings:
-            return
-        folder_out = out / PREVIEW_DIR / f"step_{step:06d}"
-        folder_out.mkdir(parents=True, exist_ok=True)
-        was_training = net.training
-        net.eval()
-        shown = None
-        with torch.no_grad():
-            for i, (_, photo) in enumerate(shown_photos):
-                name, painting = shown_paintings[i % len(shown_paintings)]
-                style = net.prepare_style([painting[None]])  # type: ignore[operator]
-                y = net.generate(photo[None].to(device=device, memory_format=memory_format), style=style).float().cpu().contiguous()  # type: ignore[operator]
-                save_image(folder_out / f"{i:02d}.png", y, metadata={"step": step, "style": name})
-                shown = y if shown is None else shown
-        net.train(was_training)
-        if shown is not None:
-            emit(callback, SnapshotEvent(step=step, image=shown))
-
-    return write
 
 
 def _resolved_weights(encoder: Any, weights: str, preprocessing: str) -> dict[str, Any]:
