@@ -149,8 +149,8 @@ class AdaINDecoder(nn.Module):
         last = len(self.convs) - 1
         for i, (conv, up) in enumerate(zip(self.convs, self.upsample)):
             x = subpixel_upconv(x, conv.weight, conv.bias) if up else conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))
-            if i < last:
-                x = F.relu(x)
+            if i < last:  # in place when no gradient is needed: one full-size buffer less
+                x = F.relu(x) if torch.is_grad_enabled() and x.requires_grad else torch.relu_(x)
         return x
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:

@@ -129,8 +129,15 @@ def subpixel_upconv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k2, None if bias is None else bias.repeat(4))
     # phase (a, b) is the slice starting at row a, column b
     phases = [y[:, (2 * a + c) * c_out : (2 * a + c + 1) * c_out, a : a + h, c : c + w] for a in (0, 1) for c in (0, 1)]
-    rows = [torch.stack(phases[2 * a : 2 * a + 2], dim=-1) for a in (0, 1)]  # (B, C, H, W, 2) per row phase
-    return torch.stack(rows, dim=3).reshape(b, c_out, 2 * h, 2 * w)
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or (torch.is_grad_enabled() and y.requires_grad):
+        rows = [torch.stack(phases[2 * a : 2 * a + 2], dim=-1) for a in (0, 1)]  # (B, C, H, W, 2) per row phase
+        return torch.stack(rows, dim=3).reshape(b, c_out, 2 * h, 2 * w)
+    # inference: interleave the phases straight into the output (no intermediate full-size copy)
+    out = y.new_empty(b, c_out, 2 * h, 2 * w)
+    for a in (0, 1):
+        for c in (0, 1):
+            out[:, :, a::2, c::2] = phases[2 * a + c]
+    return out
 
 
 def _space_to_depth_kernel(weight: torch.Tensor, s: int) -> torch.Tensor:
