@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ._version import __version__  # noqa: F401 (re-exported)
 from .config import config_from_mapping, config_schema, config_to_dict  # noqa: F401 (re-exported for callers)
 from .errors import UsageError
+from .data.folder import IMAGE_EXTENSIONS  # noqa: F401 (re-exported for the service's catalogue)
 from .methods.ff_train import ADD_STYLE_STEPS  # noqa: F401 (re-exported for the CLI's help)
 from .methods.gatys_method import LoadedStyle, StyleSpec, load_manifest, parse_style_spec, snapshot_name  # noqa: F401
 from .methods.registry import ENTRY_POINT_GROUP, Input, get_method, method_names, register, split_arguments, unregister  # noqa: F401

@@ -27,6 +27,7 @@ TOOLS = (
     "impasto.cli.train",
     "impasto.cli.export",
     "impasto.cli.monitor",
+    "impasto.cli.serve",
     "impasto.cli.weights",
 )
 
