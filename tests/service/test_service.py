@@ -170,3 +170,23 @@ def test_restart_keeps_results_and_requeues_interrupted_jobs(tmp_path):
         assert wait(client, queued)["status"] == "done" and wait(client, running)["status"] == "done"
         assert client.get(f"/jobs/{done_id}/result").content == first
         assert client.get(f"/jobs/{queued}").json()["attempts"] == 2
+
+
+def test_trained_models_are_styles_for_apply(tmp_path):
+    from impasto.methods.feedforward import TrainConfig, train
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        (photos / f"p{i}.png").write_bytes(png(40, 48, seed=i))
+    (tmp_path / "style.png").write_bytes(png(48, 48, seed=9))
+    models = tmp_path / "models"
+    train(TrainConfig(arch="johnson-small", encoder="tiny_vgg", weights="random", train_size=32, batch_size=2, steps=1, workers=0, preview_every=0), tmp_path / "style.png", photos, models / "stripes")
+    with TestClient(create_app(settings(tmp_path, models=models))) as client:
+        styles = {s["name"]: s["kind"] for s in client.get("/styles").json()["styles"]}
+        assert styles["model:stripes"] == "model"
+        r = submit(client, method="apply", options={"strength": 0.8}, style_name="model:stripes")
+        assert r.status_code == 202, r.text
+        assert wait(client, r.json()["id"])["status"] == "done"
+        bad = submit(client, method="gatys", options=FAST, style_name="model:stripes")
+        assert bad.status_code == 422 and bad.json() == {"error": "style_name: method gatys cannot use a model"}
