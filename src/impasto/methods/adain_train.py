@@ -267,7 +267,7 @@ def train_adain(
     """
     from ..data.folder import PhotoFolder
     from ..features import resolve_device
-    from ..optim.train_loop import LoopHooks, resolve_precision, train_loop
+    from ..optim.train_loop import resolve_precision
 
     config = config or AdaINTrainConfig()
     if not isinstance(config, AdaINTrainConfig):
@@ -337,6 +337,35 @@ def train_adain(
     style_term = AdaINStyleTerm(config.style_weight, style_layers)
     terms: list[LossTerm] = [content_term, style_term] + ([TVTerm(config.tv_weight)] if config.tv_weight > 0 else [])
     objective = AdaINObjective(terms, content_term, style_term)
+    return run_on_paintings(
+        net, objective, config, out=out, photos=photos, paintings=paintings, data_dir=data_dir, style_dir=style_dir,
+        net_config=net_config, encoder_info=encoder_info, precision=precision, device=device, resume=resume, callback=callback,
+    )
+
+
+def run_on_paintings(
+    net: torch.nn.Module,
+    objective: Any,
+    config: TrainConfig,
+    *,
+    out: Path,
+    photos: Any,
+    paintings: Any,
+    data_dir: str | os.PathLike[str],
+    style_dir: str | os.PathLike[str],
+    net_config: dict[str, Any],
+    encoder_info: Mapping[str, Any],
+    precision: Any,
+    device: torch.device,
+    resume: bool,
+    callback: Callable[[Event], None] | None,
+) -> Path:
+    """What every recipe that learns any style from photos + paintings shares once its network
+    and objective exist: the run folder (config.json, log, previews, checkpoints with the folder
+    listings and skipped files, resume checks), the paired data stream, the generic loop over
+    ``net.trainable_parameters()``, and the model file. Returns OUT_DIR/model.pt."""
+    from ..optim.train_loop import LoopHooks, train_loop
+
     memory_format = precision.memory_format
     digests = {"photos": _listing_digest(photos), "paintings": _listing_digest(paintings)}
     styles_info = {"folder": str(Path(style_dir).resolve()), "count": len(paintings), "listing": digests["paintings"]}

@@ -41,11 +41,10 @@ from ..losses.modules import normalise_layer_weights
 from ..losses.statistics import Stats, get_statistic
 from ..losses.terms import ContentTerm, LossTerm, TermInputs, TVTerm, weighted_total
 from ..nets.registry import ARCHS, get_arch
-from ..progress import Event, MessageEvent, emit
-from ..provenance import versions, write_json
-from .adain_train import _listing_digest, paired_stream, preview_writer
-from .ff_model import CHECKPOINT_NAME, CONFIG_NAME, MODEL_NAME, model_payload, save_model
-from .ff_train import TrainConfig, _h, _layers_arg, _warn, check_same_settings, loop_options, parse_layers
+from ..progress import Event
+from .adain_train import run_on_paintings
+from .ff_model import CHECKPOINT_NAME
+from .ff_train import TrainConfig, _h, _layers_arg, _warn, parse_layers
 
 __all__ = ["StylePredictTrainConfig", "PerSampleGramTerm", "StylePredictObjective", "train_stylepredict"]
 
@@ -191,7 +190,7 @@ def train_stylepredict(
     """
     from ..data.folder import PhotoFolder
     from ..features import build_encoder, get_encoder_spec, resolve_device
-    from ..optim.train_loop import LoopHooks, resolve_precision, train_loop
+    from ..optim.train_loop import resolve_precision
 
     config = config or StylePredictTrainConfig()
     if not isinstance(config, StylePredictTrainConfig):
@@ -255,68 +254,7 @@ def train_stylepredict(
     style_term = PerSampleGramTerm(config.style_weight, style_layers)
     terms: list[LossTerm] = [ContentTerm(normalise_layer_weights(content_layers), config.content_weight), style_term, TVTerm(config.tv_weight)]
     objective = StylePredictObjective(terms, style_term, encoder, shared=shared)
-    memory_format = precision.memory_format
-    digests = {"photos": _listing_digest(photos), "paintings": _listing_digest(paintings)}
-    styles_info = {"folder": str(Path(style_dir).resolve()), "count": len(paintings), "listing": digests["paintings"]}
-    resolved = {
-        "config": config_to_dict(config),
-        "style": {"name": "arbitrary", "paintings": styles_info},
-        "data": str(Path(data_dir).resolve()),
-        "style_data": styles_info["folder"],
-        "net": {"arch": config.arch, "config": net_config},
-        "encoder": encoder_info,
-        "device": str(device),
-        "amp": precision.amp_name,
-        "threads": torch.get_num_threads(),
-        "versions": versions(),
-    }
-    failed_seen: dict[str, set[int]] = {"photos": set(), "paintings": set()}
-    count = config.preview_count if config.preview_every else 0
-
-    def check_resume(ckpt: Mapping[str, Any]) -> None:
-        check_same_settings(ckpt, config, out)
-        if ckpt.get("net_config", {}).get("weights_id") not in (None, net_config["weights_id"]):
-            raise ConfigError(f"{out}: the checkpoint was trained against encoder weights {ckpt['net_config']['weights_id']}, these are {net_config['weights_id']}; give the same weights", params="weights")
-        changed = [kind for kind, value in digests.items() if ckpt.get("listings", {}).get(kind) not in (None, value)]
-        if changed:
-            _warn(callback, f"the {' and '.join(changed)} folder changed since the checkpoint; the data order differs from an uninterrupted run")
-
-    def restore_failed(ckpt: Mapping[str, Any]) -> None:
-        for kind, seen in failed_seen.items():
-            seen.update(int(i) for i in ckpt.get("failed", {}).get(kind, []))
-
-    hooks = LoopHooks(
-        check_resume=check_resume,
-        checkpoint_extra=lambda: {
-            "train_config": config_to_dict(config),
-            "net_config": net_config,
-            "style_name": "arbitrary",
-            "style_sha256": None,
-            "listings": dict(digests),
-            "failed": {kind: sorted(s) for kind, s in failed_seen.items()},
-        },
-        restore_extra=restore_failed,
-        saved=lambda step: write_json(out / CONFIG_NAME, {**resolved, "step": step}, sort_keys=True),
-        preview=preview_writer(net, out, photos, paintings, count, device=device, memory_format=memory_format, callback=callback),
-        log_extra=lambda: {"skipped": photos.scan_skipped + paintings.scan_skipped + sum(len(s) for s in failed_seen.values())},
+    return run_on_paintings(
+        net, objective, config, out=out, photos=photos, paintings=paintings, data_dir=data_dir, style_dir=style_dir,
+        net_config=net_config, encoder_info=encoder_info, precision=precision, device=device, resume=resume, callback=callback,
     )
-    train_loop(
-        net,
-        objective,
-        loop_options(config),
-        precision=precision,
-        run_dir=out,
-        data=paired_stream(config, photos, paintings, device=device, memory_format=memory_format, failed_seen=failed_seen, callback=callback),
-        params=net.trainable_parameters(),
-        resume=resume,
-        hooks=hooks,
-        callback=callback,
-        description=f"training {config.arch}",
-        resume_how=f"--resume -o {out}",
-    )
-    net.eval()
-    payload = model_payload(net, config.arch, net_config, config, {"name": "arbitrary", "sha256": None}, config.steps, encoder_info)
-    payload["paintings"] = styles_info
-    model_path = save_model(out / MODEL_NAME, payload)
-    emit(callback, MessageEvent(f"wrote {model_path} ({config.steps} steps)"))
-    return model_path
