@@ -51,11 +51,11 @@ def test_upload_submit_progress_and_result_in_a_browser(served, tmp_path):
             page.goto(served)
             page.wait_for_selector("#opt-iterations", state="attached")  # the form was built from the schema
             page.set_input_files("#file", str(photo))
-            assert page.is_visible("#preview")
+            page.wait_for_selector("#preview", state="visible", timeout=10_000)  # the photo shows before submitting
             page.select_option("#method", "gatys")
             page.select_option("#style", "painting:starry_night.jpg")
             page.click("#options summary")
-            page.fill("#opt-iterations", "40")
+            page.fill("#opt-iterations", "150")  # long enough to watch the bar move
             page.fill("#opt-edge", "48")
             page.fill("#opt-weights", "random")
             page.fill("#opt-encoder", "tiny_vgg")
