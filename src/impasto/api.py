@@ -62,13 +62,17 @@ def method_schema(name: str) -> dict[str, Any]:
     """The JSON Schema of method ``name``'s options, built from its Config.
 
     ``properties`` holds one entry per option (type, default, description, enum); the extension
-    ``x-inputs`` lists the inputs (name, kind, description, required), which are files, not options.
+    ``x-inputs`` lists the inputs (name, kind, description, required), which are files, not options;
+    ``x-main`` names the options most people change (the method's ``main_options``; forms show
+    these and fold the rest away as advanced; every option when the method names none).
     """
     method = get_method(name)
     schema = config_schema(method.Config)
     schema["title"] = method.name
     schema["description"] = method.summary
     schema["x-inputs"] = [{"name": i.name, "kind": i.kind, "description": i.help, "required": i.required} for i in method.inputs]
+    main = [o for o in getattr(method, "main_options", ()) if o in schema.get("properties", {})]
+    schema["x-main"] = main or list(schema.get("properties", {}))
     return schema
 
 

@@ -57,6 +57,8 @@ def test_a_job_runs_and_every_read_endpoint_answers(tmp_path):
         assert ready["ready"] is True and ready["backend"] == "local"
         methods = {m["name"]: m["schema"] for m in client.get("/methods").json()["methods"]}
         assert "gatys" in methods and "iterations" in methods["gatys"]["properties"]
+        assert methods["gatys"]["x-main"] == ["edge", "iterations", "strength", "style_weight", "preserve_colors", "seed"]
+        assert "style_mix" in methods["apply"]["x-main"] and set(methods["apply"]["x-main"]) <= set(methods["apply"]["properties"])
         styles = [s["name"] for s in client.get("/styles").json()["styles"]]
         assert "painting:starry_night.jpg" in styles
         r = submit(client)
@@ -71,6 +73,8 @@ def test_a_job_runs_and_every_read_endpoint_answers(tmp_path):
         events = client.get(f"/jobs/{job_id}/events").text
         assert "event: status" in events and '"status": "done"' in events
         assert [j["id"] for j in client.get("/jobs").json()["jobs"]] == [job_id]
+        # another client (the page's random id) sees only its own history
+        assert client.get("/jobs", headers={"X-Impasto-Client": "someone-else"}).json()["jobs"] == []
         assert "/jobs" in client.get("/openapi.json").json()["paths"]
         assert client.get("/").status_code == 200 and "<title>impasto</title>" in client.get("/").text
         # the same request again: answered from the cache, same image

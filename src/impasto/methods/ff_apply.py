@@ -456,6 +456,7 @@ class ApplyMethod:
         Input("style_mask", "images", "AdaIN spatial control: one grey map per painting, white where it applies (where none does, the photo is kept)", required=False),
     )
     context: tuple[str, ...] = ()
+    main_options = ("strength", "preserve_colors", "style_index", "style_mix", "alpha", "edge", "seed")
 
     def run(self, config: ApplyConfig, inputs: Mapping[str, Any], *, callback: Callable[[Event], None] | None = None, **context: Any) -> Result:
         """Stylise ``inputs["image"]`` (a path, a LoadedImage or a 1x3xHxW tensor) with

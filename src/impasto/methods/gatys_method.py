@@ -180,6 +180,7 @@ class GatysMethod:
     )
     #: keyword arguments of run() that are neither inputs nor options
     context = ("snapshot_path", "resume", "download_progress", "extractor", "style_cache")
+    main_options = ("edge", "iterations", "strength", "style_weight", "preserve_colors", "seed")
 
     def resolve_config(self, options: Mapping[str, Any], context: Mapping[str, Any]) -> gatys.GatysConfig:
         """The run's config: ``options`` over the defaults, or over an interrupted run's config."""

@@ -84,6 +84,7 @@ class ReconstructMethod:
     Config = ReconstructConfig
     inputs = (Input("image", "image", "the image to reconstruct"),)
     context = ("download_progress",)
+    main_options = ("layer", "what", "iterations", "edge", "seed")
 
     def run(self, config: ReconstructConfig, inputs: Mapping[str, Any], *, callback: Callable[[Event], None] | None = None,
             download_progress: Callable[[int, int | None], None] | None = None) -> Result:

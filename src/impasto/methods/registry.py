@@ -61,7 +61,11 @@ class Input:
 
 @runtime_checkable
 class Method(Protocol):
-    """What a registered method provides (class attributes plus ``run``)."""
+    """What a registered method provides (class attributes plus ``run``).
+
+    Optional: ``context`` (run-time extras ``run`` accepts), ``resolve_config``, and
+    ``main_options`` (the options most people change: forms show these and fold the rest away).
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str]

@@ -156,7 +156,12 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
         return await call_next(request)
 
     def client_of(request: Request) -> str:
-        return request.client.host if request.client else "unknown"
+        """Whose job this is: the page's random client id (cookie or X-Impasto-Client header),
+        else the caller's address. The history lists only that client's jobs."""
+        given = request.headers.get("x-impasto-client") or request.cookies.get("impasto_client") or ""
+        if given and len(given) <= 64 and given.replace("-", "").isalnum():
+            return "id:" + given
+        return "ip:" + (request.client.host if request.client else "unknown")
 
     def rate_limit(client: str) -> None:
         if not settings.rate_per_minute:
@@ -242,7 +247,7 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
         except (TypeError, ValueError) as exc:  # a value of the wrong JSON type
             raise _ApiError(422, f"options: {exc}") from None
         client = client_of(request)
-        rate_limit(client)
+        rate_limit(request.client.host if request.client else "unknown")  # per address, whatever id it claims
 
         job_id = store.new_id()
         folder = store.folder(job_id)
@@ -301,9 +306,9 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
             raise _ApiError(404, f"no job {job_id!r}")
         return job
 
-    @app.get("/jobs", summary="The newest jobs (the history)")
-    def list_jobs(limit: int = 50) -> Any:
-        return {"jobs": [j.public() for j in store.list(limit=max(1, min(limit, 500)))]}
+    @app.get("/jobs", summary="The caller's newest jobs (the history of this client id or address)")
+    def list_jobs(request: Request, limit: int = 50) -> Any:
+        return {"jobs": [j.public() for j in store.list(limit=max(1, min(limit, 500)), client=client_of(request))]}
 
     @app.get("/jobs/{job_id}", summary="A job's status, progress, timings and error")
     def get_job(job_id: str) -> Any:
