@@ -38,6 +38,7 @@ impasto renders a photograph in the style of a painting.
   impasto train --style painting.jpg --data photos/ -o model/   train a fast network per style
   impasto apply model/model.pt photo.jpg -o styled/     stylise in one pass with a trained network
   impasto weights download vgg19.torchvision           fetch the pretrained encoder
+  impasto serve                                         a web page and REST API at 127.0.0.1:8000
 
 Run `impasto COMMAND --help` for the options of each command.
 """

@@ -265,41 +265,9 @@ def train_adain(
     ``preview_count`` photos each with one of the first paintings, ``model.pt``). ``resume=True``
     continues from ``checkpoint.pt`` bit for bit. Keyword ``overrides`` replace fields of ``config``.
     """
-    from ..data.folder import PhotoFolder
-    from ..features import resolve_device
-    from ..optim.train_loop import resolve_precision
-
-    config = config or AdaINTrainConfig()
-    if not isinstance(config, AdaINTrainConfig):
-        raise UsageError(f"config must be an AdaINTrainConfig (its defaults are the paper's), got {type(config).__name__}", params="config")
-    if overrides:
-        config = config_from_mapping(AdaINTrainConfig, {**config_to_dict(config), **overrides})
-    out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT_NAME
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder (give a folder for the model, checkpoints and logs)")
-    if not resume and ckpt_path.exists():
-        raise UsageError(f"{out}: already holds a training run ({CHECKPOINT_NAME}); continue it with resume or choose another folder", params="resume")
-    if resume and not ckpt_path.exists():
-        raise UsageError(f"{out}: nothing to resume (no {CHECKPOINT_NAME})")
-    if data_dir is None or style_dir is None:
-        raise UsageError("give a folder of photos (data_dir) and a folder of paintings (style_dir)", params=("data_dir", "style_dir"))
-
-    # ---- data ----------------------------------------------------------------------------
-    photos = PhotoFolder(data_dir, config.train_size, crop="random", seed=config.seed)
-    paintings = PhotoFolder(style_dir, config.train_size, crop="random", seed=config.seed + 1)
-    for folder, root in ((photos, data_dir), (paintings, style_dir)):
-        if folder.skipped:
-            _warn(callback, f"{root}: skipped {folder.skipped} unreadable file(s) (e.g. {folder.skipped_files[0].name})")
-    out.mkdir(parents=True, exist_ok=True)
+    config, out, photos, paintings, device, precision = start_painting_run(AdaINTrainConfig, config, overrides, data_dir, style_dir, out_dir, resume=resume, callback=callback)
 
     # ---- device, network, loss ------------------------------------------------------------
-    device = resolve_device(config.device)
-    precision = resolve_precision(device, amp=config.amp, channels_last=config.channels_last)
-    if precision.amp_ignored:
-        _warn(callback, f"--amp works on CUDA only; training in float32 on {device.type}")
-    if precision.channels_last_ignored:
-        _warn(callback, f"--channels-last is for CUDA; ignored on {device.type}")
     layer = next(iter(parse_layers(config.content_layers)))
     style_layers = parse_layers(config.style_layers)
     net_config: dict[str, Any] = {
@@ -432,3 +400,45 @@ def run_on_paintings(
     model_path = save_model(out / MODEL_NAME, payload)
     emit(callback, MessageEvent(f"wrote {model_path} ({config.steps} steps)"))
     return model_path
+
+
+def start_painting_run(
+    cls: type, config: Any, overrides: Mapping[str, Any], data_dir: Any, style_dir: Any, out_dir: Any, *, resume: bool, callback: Callable[[Event], None] | None,
+) -> tuple[Any, Path, Any, Any, torch.device, Any]:
+    """The checks and setup every recipe on photos + paintings starts with: ``config`` as a
+    ``cls`` (with ``overrides``), the run folder (fresh or resumable), the two photo folders
+    (unreadable files reported), the device and precision. Returns (config, out, photos,
+    paintings, device, precision)."""
+    from ..data.folder import PhotoFolder
+    from ..features import resolve_device
+    from ..optim.train_loop import resolve_precision
+
+    name = cls.__name__
+    config = config or cls()
+    if not isinstance(config, cls):
+        raise UsageError(f"config must be {'an' if name[0] in 'AEIOU' else 'a'} {name} (its defaults are the paper's), got {type(config).__name__}", params="config")
+    if overrides:
+        config = config_from_mapping(cls, {**config_to_dict(config), **overrides})
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder (give a folder for the model, checkpoints and logs)")
+    if not resume and ckpt_path.exists():
+        raise UsageError(f"{out}: already holds a training run ({CHECKPOINT_NAME}); continue it with resume or choose another folder", params="resume")
+    if resume and not ckpt_path.exists():
+        raise UsageError(f"{out}: nothing to resume (no {CHECKPOINT_NAME})")
+    if data_dir is None or style_dir is None:
+        raise UsageError("give a folder of photos (data_dir) and a folder of paintings (style_dir)", params=("data_dir", "style_dir"))
+    photos = PhotoFolder(data_dir, config.train_size, crop="random", seed=config.seed)
+    paintings = PhotoFolder(style_dir, config.train_size, crop="random", seed=config.seed + 1)
+    for folder, root in ((photos, data_dir), (paintings, style_dir)):
+        if folder.skipped:
+            _warn(callback, f"{root}: skipped {folder.skipped} unreadable file(s) (e.g. {folder.skipped_files[0].name})")
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    precision = resolve_precision(device, amp=config.amp, channels_last=config.channels_last)
+    if precision.amp_ignored:
+        _warn(callback, f"--amp works on CUDA only; training in float32 on {device.type}")
+    if precision.channels_last_ignored:
+        _warn(callback, f"--channels-last is for CUDA; ignored on {device.type}")
+    return config, out, photos, paintings, device, precision

@@ -35,15 +35,14 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..config import check_rules, config_from_mapping, config_to_dict
-from ..errors import ConfigError, OutputError, UsageError
+from ..config import check_rules
+from ..errors import ConfigError
 from ..losses.modules import normalise_layer_weights
 from ..losses.statistics import Stats, get_statistic
 from ..losses.terms import ContentTerm, LossTerm, TermInputs, TVTerm, weighted_total
 from ..nets.registry import ARCHS, get_arch
 from ..progress import Event
-from .adain_train import run_on_paintings
-from .ff_model import CHECKPOINT_NAME
+from .adain_train import run_on_paintings, start_painting_run
 from .ff_train import TrainConfig, _h, _layers_arg, _warn, parse_layers
 
 __all__ = ["StylePredictTrainConfig", "PerSampleGramTerm", "StylePredictObjective", "train_stylepredict"]
@@ -188,41 +187,11 @@ def train_stylepredict(
     ``net_config`` records the predictor encoder's ``weights_id``). ``resume=True`` continues
     from ``checkpoint.pt`` bit for bit. Keyword ``overrides`` replace fields of ``config``.
     """
-    from ..data.folder import PhotoFolder
-    from ..features import build_encoder, get_encoder_spec, resolve_device
-    from ..optim.train_loop import resolve_precision
+    from ..features import build_encoder, get_encoder_spec
 
-    config = config or StylePredictTrainConfig()
-    if not isinstance(config, StylePredictTrainConfig):
-        raise UsageError(f"config must be a StylePredictTrainConfig (its defaults are the paper's), got {type(config).__name__}", params="config")
-    if overrides:
-        config = config_from_mapping(StylePredictTrainConfig, {**config_to_dict(config), **overrides})
-    out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT_NAME
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder (give a folder for the model, checkpoints and logs)")
-    if not resume and ckpt_path.exists():
-        raise UsageError(f"{out}: already holds a training run ({CHECKPOINT_NAME}); continue it with resume or choose another folder", params="resume")
-    if resume and not ckpt_path.exists():
-        raise UsageError(f"{out}: nothing to resume (no {CHECKPOINT_NAME})")
-    if data_dir is None or style_dir is None:
-        raise UsageError("give a folder of photos (data_dir) and a folder of paintings (style_dir)", params=("data_dir", "style_dir"))
-
-    # ---- data ----------------------------------------------------------------------------
-    photos = PhotoFolder(data_dir, config.train_size, crop="random", seed=config.seed)
-    paintings = PhotoFolder(style_dir, config.train_size, crop="random", seed=config.seed + 1)
-    for folder, root in ((photos, data_dir), (paintings, style_dir)):
-        if folder.skipped:
-            _warn(callback, f"{root}: skipped {folder.skipped} unreadable file(s) (e.g. {folder.skipped_files[0].name})")
-    out.mkdir(parents=True, exist_ok=True)
+    config, out, photos, paintings, device, precision = start_painting_run(StylePredictTrainConfig, config, overrides, data_dir, style_dir, out_dir, resume=resume, callback=callback)
 
     # ---- device, loss network, network -----------------------------------------------------
-    device = resolve_device(config.device)
-    precision = resolve_precision(device, amp=config.amp, channels_last=config.channels_last)
-    if precision.amp_ignored:
-        _warn(callback, f"--amp works on CUDA only; training in float32 on {device.type}")
-    if precision.channels_last_ignored:
-        _warn(callback, f"--channels-last is for CUDA; ignored on {device.type}")
     content_layers, style_layers = parse_layers(config.content_layers), parse_layers(config.style_layers)
     loss_layers = list(dict.fromkeys([*content_layers, *style_layers]))
     p_encoder = config.predictor_encoder or config.encoder
