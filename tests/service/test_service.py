@@ -100,6 +100,7 @@ def test_every_error_is_one_line_json(tmp_path):
             (submit(client, content=b"GIF89a this is not really a gif"), 415, "content: not an image"),
             (submit(client, content=b"%PDF-1.4 hello"), 415, "content: not an image"),
             (submit(client, content=b""), 400, "content: empty file"),
+            (submit(client, content=png(60, 60)[:300]), 400, "content: truncated or corrupt PNG image"),
             (client.get("/jobs/0123456789abcdef0123456789abcdef"), 404, "no job"),
             (client.get("/jobs/../../secret"), 404, ""),
         ]
@@ -107,6 +108,10 @@ def test_every_error_is_one_line_json(tmp_path):
             assert response.status_code == status, (response.status_code, response.text)
             body = response.json()
             assert set(body) == {"error"} and "\n" not in body["error"] and message in body["error"], body
+        # a job that fails says why in one line, naming the input, not a server path
+        tiny = submit(client, content=png(1, 1)).json()["id"]
+        failed = wait(client, tiny)
+        assert failed["status"] == "failed" and failed["error"].startswith("content.png: image is 1x1"), failed["error"]
         # a result that is not there yet
         slow = submit(client, options={**FAST, "iterations": 400}).json()["id"]
         assert client.get(f"/jobs/{slow}/result").status_code == 409

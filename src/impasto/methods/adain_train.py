@@ -30,14 +30,14 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 
 from ..config import check_rules, config_from_mapping, config_to_dict
-from ..errors import ConfigError, ImageError, OutputError, UsageError
+from ..errors import ConfigError, ImageError, UsageError
 from ..losses.terms import LossTerm, TermInputs, TVTerm, weighted_total
 from ..nets.protocol import check_generator, pad_to
 from ..nets.registry import ARCHS, get_arch
 from ..progress import Event, MessageEvent, SnapshotEvent, emit
 from ..provenance import versions, write_json
-from .ff_model import CHECKPOINT_NAME, CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, model_payload, save_model
-from .ff_train import TrainConfig, _h, _layers_arg, _warn, check_same_settings, loop_options, parse_layers
+from .ff_model import CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, model_payload, save_model
+from .ff_train import TrainConfig, _h, _layers_arg, _warn, check_run_folder, check_same_settings, loop_options, parse_layers
 
 __all__ = ["AdaINTrainConfig", "AdaINObjective", "AdaINContentTerm", "AdaINStyleTerm", "paired_stream", "preview_writer", "train_adain"]
 
@@ -419,14 +419,7 @@ def start_painting_run(
         raise UsageError(f"config must be {'an' if name[0] in 'AEIOU' else 'a'} {name} (its defaults are the paper's), got {type(config).__name__}", params="config")
     if overrides:
         config = config_from_mapping(cls, {**config_to_dict(config), **overrides})
-    out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT_NAME
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder (give a folder for the model, checkpoints and logs)")
-    if not resume and ckpt_path.exists():
-        raise UsageError(f"{out}: already holds a training run ({CHECKPOINT_NAME}); continue it with resume or choose another folder", params="resume")
-    if resume and not ckpt_path.exists():
-        raise UsageError(f"{out}: nothing to resume (no {CHECKPOINT_NAME})")
+    out = check_run_folder(out_dir, resume=resume)
     if data_dir is None or style_dir is None:
         raise UsageError("give a folder of photos (data_dir) and a folder of paintings (style_dir)", params=("data_dir", "style_dir"))
     photos = PhotoFolder(data_dir, config.train_size, crop="random", seed=config.seed)

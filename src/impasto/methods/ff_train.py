@@ -185,6 +185,20 @@ def style_files(style: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
     return files
 
 
+def check_run_folder(out_dir: str | os.PathLike[str], *, resume: bool) -> Path:
+    """The run folder of a training: not a file; a fresh run must not overwrite a checkpoint and
+    a resumed one needs one (one-line errors naming ``resume``)."""
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder (give a folder for the model, checkpoints and logs)")
+    if not resume and ckpt_path.exists():
+        raise UsageError(f"{out}: already holds a training run ({CHECKPOINT_NAME}); continue it with resume or choose another folder", params="resume")
+    if resume and not ckpt_path.exists():
+        raise UsageError(f"{out}: nothing to resume (no {CHECKPOINT_NAME})")
+    return out
+
+
 def check_same_settings(ckpt: Mapping[str, Any], config: TrainConfig, out: Path) -> None:
     """Refuse to resume ``out``'s checkpoint with settings other than :data:`RESUMABLE_CHANGES`."""
     saved = dict(ckpt.get("train_config", {}))
@@ -275,14 +289,7 @@ def train(
         raise UsageError(f"arch {config.arch} trains on folders of photos and paintings: use impasto.train(..., style_data=PAINTINGS) or {recipe.split(':')[0]}.{recipe.split(':')[2]}", params="arch")
     if overrides:
         config = config_from_mapping(TrainConfig, {**config_to_dict(config), **overrides})
-    out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT_NAME
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder (give a folder for the model, checkpoints and logs)")
-    if not resume and ckpt_path.exists():
-        raise UsageError(f"{out}: already holds a training run ({CHECKPOINT_NAME}); continue it with resume or choose another folder", params="resume")
-    if resume and not ckpt_path.exists():
-        raise UsageError(f"{out}: nothing to resume (no {CHECKPOINT_NAME})")
+    out = check_run_folder(out_dir, resume=resume)
     if style_path is None:
         raise UsageError("give the style image (style_path)" if base is None else "give the style image(s) to add (style_path)")
     if not config.texture and data_dir is None:

@@ -189,6 +189,13 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
             with Image.open(io.BytesIO(data)) as im:
                 fmt = im.format or ""
                 w, h = im.size
+                if fmt in IMAGE_FORMATS and w * h <= settings.max_pixels:
+                    try:
+                        im.load()  # decode now: a corrupt file is refused here, not in a worker
+                    except Exception:  # noqa: BLE001
+                        raise _ApiError(400, f"{what}: truncated or corrupt {fmt} image") from None
+        except _ApiError:
+            raise
         except Image.DecompressionBombError:
             raise _ApiError(413, f"{what}: too many pixels (decompression-bomb guard)") from None
         except Exception:  # noqa: BLE001 - whatever Pillow says, it is not an image

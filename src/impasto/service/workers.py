@@ -176,5 +176,6 @@ class LocalBackend:
             Path(folder / RESULT_NAME).unlink(missing_ok=True)
 
     def _fail(self, job: Job, message: str) -> None:
+        message = message.replace(f"{self.store.folder(job.id)}/", "")  # name the input, not the server's path
         if self.store.finish(job.id, "failed", error=message):
             self._publish(job.id, {"type": "status", "status": "failed", "error": message})
