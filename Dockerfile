@@ -1,4 +1,5 @@
 # impasto as a CPU web service: `docker build -t impasto . && docker run -p 8000:8000 -e TOKEN=secret impasto`
+# (the same image runs Ray heads and workers: see compose.yaml)
 # (CUDA: start FROM an nvidia/cuda runtime image with Python 3.11 and install the CUDA build of
 # torch instead of the pinned CPU one; see README, "Run it as a service").
 FROM python:3.11-slim
@@ -9,7 +10,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY src ./src
 COPY examples ./examples
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch \
- && pip install --no-cache-dir -e ".[serve,onnx]"
+ && pip install --no-cache-dir -e ".[serve,onnx,ray]"
 
 USER impasto
 ENV IMPASTO_HOME=/home/impasto/data

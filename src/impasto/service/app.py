@@ -3,7 +3,8 @@
 ``create_app(settings)`` returns a FastAPI app. Methods and their option forms come from the
 registry (``impasto.list_methods``, ``impasto.method_schema``); jobs persist in the
 :class:`~impasto.service.jobs.JobStore` under ``settings.home`` and run in the
-:class:`~impasto.service.workers.LocalBackend`. Every error body is ``{"error": "<one line>"}``.
+:class:`~impasto.service.workers.LocalBackend` (or, with ``backend="ray"``, as tasks on a Ray
+cluster: :class:`~impasto.service.ray_backend.RayBackend`). Every error body is ``{"error": "<one line>"}``.
 
 Uploads: at most ``max_upload_mb`` (413), the type is read from the content by Pillow (415 for
 anything that is not a JPEG/PNG/WebP/TIFF/BMP/GIF image), and the decompression-bomb guard
@@ -49,7 +50,11 @@ class ServiceSettings:
     """Everything ``impasto serve`` can be told (the one home of the service's defaults)."""
 
     home: Path = field(default_factory=default_home)
-    workers: int = 1
+    workers: int = 1  # jobs at once; with the Ray backend 0 means as many as the cluster's CPUs allow
+    backend: str = "local"  # local (worker threads in the server) or ray (tasks on a Ray cluster)
+    ray_address: str | None = "auto"  # the cluster to join ("auto": the one `ray start` made on this machine)
+    ray_node_ip: str | None = None  # this machine's address as the Ray cluster knows it
+    cpus_per_job: float = 1.0  # Ray backend: CPUs each job reserves (and the threads it uses)
     models: Path | None = None  # folder of trained models (each a model.pt or a training folder)
     styles: Path | None = None  # folder of paintings on offer (default: the bundled examples/style if present)
     token: str | None = None  # bearer token required on every API call (and the page)
@@ -92,6 +97,19 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())[:500] or "error"
 
 
+def _backend(settings: ServiceSettings, store: JobStore) -> Any:
+    if settings.backend == "ray":
+        from .ray_backend import RayBackend
+
+        return RayBackend(
+            store, address=settings.ray_address, workers=settings.workers, time_limit_s=settings.time_limit_s,
+            cpus_per_job=settings.cpus_per_job, node_ip_address=settings.ray_node_ip,
+        )
+    if settings.backend != "local":
+        raise UsageError(f"backend must be local or ray, got {settings.backend!r}")
+    return LocalBackend(store, workers=settings.workers, time_limit_s=settings.time_limit_s)
+
+
 def create_app(settings: ServiceSettings | None = None) -> Any:
     """The service app (see the module docstring). Starts its workers on startup unless
     ``settings.start_workers`` is False (tests drive the backend themselves)."""
@@ -105,7 +123,7 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
 
     settings = settings or ServiceSettings()
     store = JobStore(settings.home)
-    backend = LocalBackend(store, workers=settings.workers, time_limit_s=settings.time_limit_s)
+    backend = _backend(settings, store)
     recent: dict[str, deque[float]] = defaultdict(deque)
     recent_lock = threading.Lock()
 

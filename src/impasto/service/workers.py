@@ -18,21 +18,10 @@ from typing import Any, Callable
 
 from .. import api
 from ..errors import ImpastoError
-from ..progress import Event, MessageEvent, SnapshotEvent, StageEvent, StepEvent
 from .jobs import FINISHED, Job, JobStore
+from .runner import RESULT_NAME, SNAPSHOT_NAME, Stop, Subscribers, first_line, run_job
 
 __all__ = ["LocalBackend", "RESULT_NAME", "SNAPSHOT_NAME"]
-
-RESULT_NAME = "result.png"
-SNAPSHOT_NAME = "snapshot.png"
-
-
-class _Stop(Exception):
-    """Raised inside a job's callback: cancelled, or past its time limit."""
-
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 class LocalBackend:
@@ -49,8 +38,7 @@ class LocalBackend:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._cancel: set[str] = set()
-        self._subs: dict[str, list[queue.Queue[dict[str, Any]]]] = {}
-        self._subs_lock = threading.Lock()
+        self._events = Subscribers()
         self.ready = False
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -92,25 +80,14 @@ class LocalBackend:
     # ---- events ------------------------------------------------------------------------
     def subscribe(self, job_id: str) -> queue.Queue[dict[str, Any]]:
         """A queue that receives the job's events from now on."""
-        q: queue.Queue[dict[str, Any]] = queue.Queue()
-        with self._subs_lock:
-            self._subs.setdefault(job_id, []).append(q)
-        return q
+        return self._events.subscribe(job_id)
 
     def unsubscribe(self, job_id: str, q: queue.Queue[dict[str, Any]]) -> None:
         """Stop sending events to ``q``."""
-        with self._subs_lock:
-            subs = self._subs.get(job_id, [])
-            if q in subs:
-                subs.remove(q)
-            if not subs:
-                self._subs.pop(job_id, None)
+        self._events.unsubscribe(job_id, q)
 
     def _publish(self, job_id: str, event: dict[str, Any]) -> None:
-        with self._subs_lock:
-            targets = list(self._subs.get(job_id, []))
-        for q in targets:
-            q.put(event)
+        self._events.publish(job_id, event)
 
     # ---- running -----------------------------------------------------------------------
     def _loop(self) -> None:
@@ -126,47 +103,34 @@ class LocalBackend:
         folder = self.store.folder(job.id)
         self._publish(job.id, {"type": "status", "status": "running"})
         t0 = time.monotonic()
-        state: dict[str, Any] = {"stage": 0, "stages": 1, "last_write": 0.0}
 
-        def callback(event: Event) -> None:
+        def check() -> None:
             if job.id in self._cancel or self._stopping.is_set():
-                raise _Stop("cancelled", "cancelled")
+                raise Stop("cancelled", "cancelled")
             if self.time_limit_s and time.monotonic() - t0 > self.time_limit_s:
-                raise _Stop("failed", f"time limit of {self.time_limit_s:g} s reached")
-            if isinstance(event, StageEvent):
-                state.update(stage=event.stage, stages=max(1, event.stages))
-            elif isinstance(event, StepEvent):
-                stages = max(1, event.stages or state["stages"])
-                fraction = (event.stage + event.step / max(1, event.total)) / stages
-                detail = {"step": event.step, "total": event.total, "stage": event.stage, "stages": stages, "losses": {k: round(float(v), 6) for k, v in event.losses.items()}}
-                self._publish(job.id, {"type": "progress", "progress": round(fraction, 4), **detail})
-                now = time.monotonic()
-                if now - state["last_write"] > 0.5 or event.step == event.total:
-                    state["last_write"] = now
-                    self.store.update(job.id, progress=round(fraction, 4), detail=detail)
-            elif isinstance(event, SnapshotEvent):
-                api.save_image(folder / SNAPSHOT_NAME, event.image)
-                self._publish(job.id, {"type": "snapshot", "step": event.step})
-            elif isinstance(event, MessageEvent):
-                self._publish(job.id, {"type": "message", "text": event.text, "level": event.level})
+                raise Stop("failed", f"time limit of {self.time_limit_s:g} s reached")
 
         # file names are relative to the job's folder; catalogue entries are absolute (pathlib keeps those)
         inputs = {name: ([folder / v for v in value] if isinstance(value, list) else folder / value) for name, value in job.inputs.items()}
         try:
-            result = self._run(job.method, **inputs, **job.options, callback=callback)
+            result = run_job(
+                job.method, inputs, job.options, snapshot_path=folder / SNAPSHOT_NAME, run=self._run, check=check,
+                publish=lambda event: self._publish(job.id, event),
+                record=lambda fraction, detail: self.store.update(job.id, progress=fraction, detail=detail),
+            )
             result.save(folder / RESULT_NAME, sidecar=False)
-        except _Stop as stop:
+        except Stop as stop:
             if self._stopping.is_set() and job.id not in self._cancel:
                 return  # shutting down: the job stays "running" and the next start re-queues it
             if self.store.finish(job.id, stop.status, error=stop.message):
                 self._publish(job.id, {"type": "status", "status": stop.status, "error": stop.message})
             return
         except ImpastoError as exc:
-            self._fail(job, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self._fail(job, first_line(exc, folder))
             return
         except Exception as exc:  # noqa: BLE001 - a job never takes the worker down
             traceback.print_exc()
-            self._fail(job, f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
+            self._fail(job, f"internal error ({type(exc).__name__}: {first_line(exc, folder)[:200]})")
             return
         finally:
             self._cancel.discard(job.id)
@@ -176,6 +140,5 @@ class LocalBackend:
             Path(folder / RESULT_NAME).unlink(missing_ok=True)
 
     def _fail(self, job: Job, message: str) -> None:
-        message = message.replace(f"{self.store.folder(job.id)}/", "")  # name the input, not the server's path
         if self.store.finish(job.id, "failed", error=message):
             self._publish(job.id, {"type": "status", "status": "failed", "error": message})
