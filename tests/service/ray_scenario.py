@@ -10,6 +10,7 @@ to the path given as its argument; the test asserts on that.
    retry.
 2. A running job is cancelled: the cluster gets its CPU back.
 3. The server stops while a job runs; a new server on the same home re-queues it and it completes.
+4. A job past the time limit fails with that reason, and its task is stopped.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PHOTO = ROOT / "examples" / "content" / "chelsea.jpg"
 PAINTING = "painting:starry_night.jpg"
 JOB = {"encoder": "vgg19", "weights": "random", "edge": 64, "iterations": 80, "scales": "64", "save_every": 10}
+# job 5 runs past a 3 s limit (about 8 s on one CPU)
 
 
 def submit(client: TestClient, seed: int) -> str:
@@ -154,6 +156,14 @@ def main(out: Path) -> None:
             again = finished(client, r)
             facts["restarted_job"] = {"status": again["status"], "has_result": again["has_result"]}
             facts["all_jobs"] = sorted(j["status"] for j in client.get("/jobs").json()["jobs"])
+        ray.shutdown()
+        # 4. the time limit: the task is cancelled and the job fails, saying why
+        from dataclasses import replace
+
+        with TestClient(create_app(replace(settings, home=out.parent / "home-limit", time_limit_s=3))) as client:
+            late = finished(client, submit(client, 5), 60)
+            facts["time_limit"] = {"status": late["status"], "error": late["error"]}
+            facts["cpu_back_after_time_limit"] = bool(until("the CPU to come back", lambda: ray.available_resources().get("CPU", 0) >= 1, 30))
     finally:
         ray.shutdown()
         cluster.shutdown()

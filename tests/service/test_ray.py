@@ -71,9 +71,10 @@ def _loopback_namespace() -> list[str]:
     return prefix
 
 
-def test_ray_cluster_two_nodes_kill_cancel_restart(tmp_path):
+def test_ray_cluster_two_nodes_kill_cancel_restart_time_limit(tmp_path):
     """A job whose node is killed mid-run is retried on the other node and completes with the same
-    image as a direct run; cancel frees the CPU; a server restart re-queues a running job."""
+    image as a direct run; cancel frees the CPU; a server restart re-queues a running job; the
+    time limit stops a task."""
     require_module("ray")
     prefix = _loopback_namespace()
     out = tmp_path / "facts.json"
@@ -96,5 +97,6 @@ def test_ray_cluster_two_nodes_kill_cancel_restart(tmp_path):
     assert facts["cancel_status"] == "cancelled" and facts["cpu_back_after_cancel"] and facts["cancelled_stays_cancelled"] == "cancelled"
     assert facts["restarted_job"] == {"status": "done", "has_result": True}
     assert facts["all_jobs"] == ["cancelled", "done", "done", "done"]
+    assert facts["time_limit"] == {"status": "failed", "error": "time limit of 3 s reached"} and facts["cpu_back_after_time_limit"]
     assert facts["auto_without_cluster"].startswith("--ray-address auto: cannot connect to a Ray cluster (")
     assert RETRIES >= 1

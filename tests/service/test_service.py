@@ -101,6 +101,11 @@ def test_every_error_is_one_line_json(tmp_path):
             (submit(client, content=b"%PDF-1.4 hello"), 415, "content: not an image"),
             (submit(client, content=b""), 400, "content: empty file"),
             (submit(client, content=png(60, 60)[:300]), 400, "content: truncated or corrupt PNG image"),
+            # options that could read the server's disk
+            (submit(client, options={**FAST, "content_mask": "/etc/hosts"}), 422, "options: content_mask names a file on the server, which the service does not allow"),
+            (submit(client, options={**FAST, "init": "/etc/passwd"}), 422, "options: init: '/etc/passwd' is a file; the service takes only built-in names here"),
+            (submit(client, options={**FAST, "weights": "../model.pth"}), 422, "options: weights: '../model.pth' is a file"),
+            (submit(client, options={**FAST, "weights": "pyproject.toml"}), 422, "options: weights: 'pyproject.toml' is a file"),
             (client.get("/jobs/0123456789abcdef0123456789abcdef"), 404, "no job"),
             (client.get("/jobs/../../secret"), 404, ""),
         ]

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -265,6 +266,7 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
         clash = sorted(k for k in given if k in names)
         if clash:
             raise _ApiError(422, f"options: {clash[0]} is an input, not an option (upload it)")
+        _refuse_server_files(api.method_config(method), given)
         try:
             config = config_from_mapping(api.method_config(method), given)
         except ImpastoError as exc:
@@ -397,6 +399,26 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
         return HTMLResponse(resources.files("impasto.service").joinpath("static/serve.html").read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
 
     return app
+
+
+#: an option value that names a file rather than a built-in name
+_PATHLIKE = re.compile(r"[/\\]|^~|\.(pth|pt|bin|safetensors|onnx|npz|npy|png|jpe?g|webp|tiff?|bmp|gif)$", re.IGNORECASE)
+
+
+def _refuse_server_files(config_cls: Any, given: dict[str, Any]) -> None:
+    """Options that can name a file (masks, an init image, weight files) would read the server's
+    disk: the service takes only the built-in names there (422)."""
+    import dataclasses
+
+    for f in dataclasses.fields(config_cls):
+        value = given.get(f.name)
+        if not isinstance(value, str) or not value:
+            continue
+        metavar = str(f.metadata.get("metavar", ""))
+        if metavar == "FILE":
+            raise _ApiError(422, f"options: {f.name} names a file on the server, which the service does not allow")
+        if ("FILE" in metavar or f.name.endswith("weights")) and (_PATHLIKE.search(value) or Path(value).exists()):
+            raise _ApiError(422, f"options: {f.name}: {value!r} is a file; the service takes only built-in names here")
 
 
 def _sse(event: dict[str, Any]) -> str:
