@@ -15,7 +15,7 @@ RANK = {
     "image": 1, "weights": 1,
     "features": 2, "losses": 2,
     "nets": 3, "optim": 3, "data": 3,
-    "methods": 4,
+    "methods": 4, "video": 4,
     "api": 5,
     "cli": 6, "service": 6,
 }

@@ -373,3 +373,37 @@ def read_training_log(path: PathLike) -> list[dict[str, Any]]:
     from .optim.training import read_log
 
     return read_log(path)
+
+
+# ------------------------------------------------------------------------------------------
+# video and webcam (pip install 'impasto[video]')
+
+
+def video_config_class() -> type:
+    """The options of ``impasto video`` itself (:class:`impasto.video.render.VideoConfig`)."""
+    from .video.render import VideoConfig
+
+    return VideoConfig
+
+
+def render_video(source: PathLike, output: PathLike, *, model: PathLike | None = None, style: Any = None, config: Any = None,
+                 apply: Any = None, gatys: Any = None, callback: Callable[[Event], None] | None = None, **options: Any) -> Any:
+    """Stylise a video (see :func:`impasto.video.render.render_video`); ``options`` are
+    VideoConfig fields when no ``config`` is given."""
+    from .video.render import VideoConfig, render_video as _render
+
+    return _render(source, output, model=model, style=style, config=_as_config(VideoConfig, config, options), apply=apply, gatys=gatys, callback=callback)
+
+
+def webcam_config_class() -> type:
+    """The options of ``impasto webcam`` (:class:`impasto.video.webcam.WebcamConfig`)."""
+    from .video.webcam import WebcamConfig
+
+    return WebcamConfig
+
+
+def run_webcam(models: Sequence[PathLike], **kwargs: Any) -> Any:
+    """Live stylisation (see :func:`impasto.video.webcam.run_webcam`)."""
+    from .video.webcam import run_webcam as _run
+
+    return _run(models, **kwargs)

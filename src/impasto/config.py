@@ -25,9 +25,17 @@ from typing import Any, Collection, Mapping, TypeVar, Union, get_args, get_origi
 
 from .errors import ConfigError
 
-__all__ = ["add_config_arguments", "config_from_args", "config_from_mapping", "config_schema", "config_to_dict", "check_rules"]
+__all__ = ["add_config_arguments", "config_from_args", "config_from_mapping", "config_schema", "config_to_dict", "check_rules", "impasto_home"]
 
 C = TypeVar("C")
+
+
+def impasto_home() -> "Path":
+    """Where impasto keeps its state (service jobs, flow caches): ``IMPASTO_HOME``, else ``~/.impasto``."""
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get("IMPASTO_HOME") or Path.home() / ".impasto")
 
 
 def check_rules(rules: "typing.Iterable[tuple[object, str | tuple[str, ...], str]]") -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "UsageError",
     "ConfigError",
     "ImageError",
+    "VideoError",
     "ImageTooLargeError",
     "ImageTooSmallError",
     "UnsupportedFormatError",
@@ -77,6 +78,11 @@ class ImageTooLargeError(ImageError):
 
 class ImageTooSmallError(ImageError):
     """The image is smaller than the encoder's minimum side."""
+
+
+class VideoError(ImpastoError, ValueError):
+    """A video input cannot be used (not a video, no video stream, unreadable or zero frames,
+    an absurd resolution); the message names the file."""
 
 
 class OutputError(ImpastoError, OSError):

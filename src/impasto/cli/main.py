@@ -28,6 +28,8 @@ TOOLS = (
     "impasto.cli.export",
     "impasto.cli.monitor",
     "impasto.cli.serve",
+    "impasto.cli.video",
+    "impasto.cli.webcam",
     "impasto.cli.weights",
 )
 
@@ -38,6 +40,8 @@ impasto renders a photograph in the style of a painting.
   impasto train --style painting.jpg --data photos/ -o model/   train a fast network per style
   impasto apply model/model.pt photo.jpg -o styled/     stylise in one pass with a trained network
   impasto weights download vgg19.torchvision           fetch the pretrained encoder
+  impasto video clip.mp4 -o out.mp4 --model model/    a video, without flicker (or --style: optimised)
+  impasto webcam --model model/                         live from a camera
   impasto serve                                         a web page and REST API at 127.0.0.1:8000
 
 Run `impasto COMMAND --help` for the options of each command.

@@ -371,6 +371,7 @@ def run(
     content_mask: torch.Tensor | None = None,
     style_cache: StyleCache | None = None,
     resume: ResumePoint | None = None,
+    extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> GatysOutput:
     """Stylise ``content`` (1x3xHxW in [0, 1], full resolution) with ``styles``.
 
@@ -379,6 +380,8 @@ def run(
     ``GatysOutput.resume``, or the point saved with a snapshot) with absolute step numbers.
     Snapshot events carry a ``ResumePoint`` as their ``state``; Ctrl-C between two steps or
     between two levels returns the last completed step's image with ``stopped="interrupted"``.
+    ``extra_loss(image) -> scalar`` is added to the loss at the final scale (reported as
+    ``extra``; e.g. the temporal loss of video frames); it needs untiled optimisation.
     """
     if not styles:
         raise UsageError("at least one style image is needed")
@@ -386,12 +389,12 @@ def run(
     device = next((b.device for b in encoder.buffers()), torch.device("cpu"))
     torch.manual_seed(config.seed)
     with padding_mode(encoder, config.padding):
-        return _run(config, content, styles, encoder, callback, init_image, content_mask, style_cache, resume, t0, device)
+        return _run(config, content, styles, encoder, callback, init_image, content_mask, style_cache, resume, t0, device, extra_loss)
 
 
 def _run(config: GatysConfig, content: torch.Tensor, styles: Sequence[StyleInput], encoder: Any, callback: Callable[[Event], None] | None,
          init_image: torch.Tensor | None, content_mask: torch.Tensor | None, style_cache: StyleCache | None, resume: ResumePoint | None,
-         t0: float, device: torch.device) -> GatysOutput:
+         t0: float, device: torch.device, extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None) -> GatysOutput:
     cache = style_cache if style_cache is not None else StyleCache()
     loss = build_loss(config, encoder)
     full_size = _fit(tuple(content.shape[-2:]), config.edge)  # type: ignore[arg-type]
@@ -462,7 +465,8 @@ def _run(config: GatysConfig, content: torch.Tensor, styles: Sequence[StyleInput
                 current = _resize(current, size)
             done = loop_state.step if loop_state is not None else start_step
             emit(callback, StageEvent(stage=level, stages=len(ladder), description=f"scale {level + 1}/{len(ladder)}: {size[1]}x{size[0]}", steps=iters[level], done=min(done, iters[level])))
-            result = _optimise_level(config, loss, c, current, loop_options(config, iters[level], level, len(ladder)), relay, cmask, loop_state, start_step)
+            extra = extra_loss if level == len(ladder) - 1 else None
+            result = _optimise_level(config, loss, c, current, loop_options(config, iters[level], level, len(ladder)), relay, cmask, loop_state, start_step, extra)
             current = result.image
             if result.stopped == "interrupted":
                 stopped = "interrupted"
@@ -523,6 +527,7 @@ def _optimise_level(
     cmask: torch.Tensor | None,
     resume: LoopState | None = None,
     start_step: int = 0,
+    extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> _LevelResult:
     from ..optim import tiled as tiled_mod
 
@@ -534,12 +539,22 @@ def _optimise_level(
         budget = tiling.max_memory
         limit = f"budget {tiled_mod.format_bytes(budget)}" if budget else f"{tiled_mod.format_bytes(tiled_mod.available_memory(init.device))} free"
         emit(callback, MessageEvent(f"{size[1]}x{size[0]}: estimated peak memory {tiled_mod.format_bytes(estimate)} ({limit}), untiled"))
+    if plan is not None and extra_loss is not None:
+        raise UsageError(f"{size[1]}x{size[0]} would be optimised in tiles, which this run's extra loss term does not support: lower edge or raise max_memory", params="edge")
     if plan is not None:
         emit(callback, MessageEvent(plan.describe()))
         r = tiled_mod.optimise_tiled(init, loss, plan, loop, callback=callback, masks=cmask, content=content, resume=resume, start_step=start_step)
         return _LevelResult(r.image, r.history, r.iterations, r.stopped, tiled=True, state=r.state)
     loss.set_content(content)
-    r: PixelLoopResult = optimise_pixels(init, lambda x: loss(x), loop, callback=callback, resume=resume, start_step=start_step)  # type: ignore[no-redef]
+
+    def objective(x: torch.Tensor) -> Any:
+        total, parts = loss(x)
+        if extra_loss is None:
+            return total, parts
+        extra = extra_loss(x)
+        return total + extra, {**parts, "extra": extra.detach()}
+
+    r: PixelLoopResult = optimise_pixels(init, objective, loop, callback=callback, resume=resume, start_step=start_step)  # type: ignore[no-redef]
     return _LevelResult(r.image, r.history, r.iterations, r.stopped, state=r.state)
 
 

@@ -134,7 +134,7 @@ def as_style_list(style: Any) -> list[Any]:
     return list(style)
 
 
-def _style_inputs(style: Any, max_pixels: int) -> tuple[list[gatys.StyleInput], list[dict[str, Any]]]:
+def style_inputs(style: Any, max_pixels: int) -> tuple[list[gatys.StyleInput], list[dict[str, Any]]]:
     inputs: list[gatys.StyleInput] = []
     infos: list[dict[str, Any]] = []
     for item in as_style_list(style):
@@ -210,20 +210,20 @@ class GatysMethod:
         if snapshot_path is not None:
             check_writable(snapshot_path)
         c_img, c_alpha, c_info = load_input(inputs["content"], "content", config.max_pixels)
-        style_inputs, style_infos = _style_inputs(inputs["style"], config.max_pixels)
+        styles_in, style_infos = style_inputs(inputs["style"], config.max_pixels)
 
         content_mask = None
         if config.content_mask:
             from ..image.masks import load_region_masks
 
-            if len(style_inputs) != 1:
+            if len(styles_in) != 1:
                 raise UsageError("content_mask/style_mask work with a single style image", params=("content_mask", "style_mask"))
             regions = load_region_masks(
                 config.content_mask, config.style_mask,
-                content_size=tuple(c_img.shape[-2:]), style_size=tuple(style_inputs[0].image.shape[-2:]),
+                content_size=tuple(c_img.shape[-2:]), style_size=tuple(styles_in[0].image.shape[-2:]),
             )
             content_mask = regions.content
-            style_inputs[0].mask = regions.style
+            styles_in[0].mask = regions.style
 
         init_image = None
         point = None
@@ -234,7 +234,7 @@ class GatysMethod:
 
         spec = get_encoder_spec(config.encoder)
         encoder = extractor if extractor is not None else build_gatys_encoder(config, download_progress)
-        for img, info, role in [(c_img, c_info, "content"), *((s.image, i, "style") for s, i in zip(style_inputs, style_infos))]:
+        for img, info, role in [(c_img, c_info, "content"), *((s.image, i, "style") for s, i in zip(styles_in, style_infos))]:
             if min(img.shape[-2:]) < spec.min_side:  # too little picture to upscale
                 raise ImageTooSmallError(
                     f"{info.get('path') or role}: image is {img.shape[-1]}x{img.shape[-2]}; the {spec.name} encoder needs at least {spec.min_side} px on each side"
@@ -266,7 +266,7 @@ class GatysMethod:
 
         t0 = time.perf_counter()
         out = gatys.run(
-            config, c_img, style_inputs, encoder=encoder, callback=on_event, init_image=init_image,
+            config, c_img, styles_in, encoder=encoder, callback=on_event, init_image=init_image,
             content_mask=content_mask, style_cache=style_cache, resume=point,
         )
         manifest.update(

@@ -30,7 +30,7 @@ from typing import Any
 
 from .. import api
 from .._version import __version__
-from ..config import config_from_mapping, config_to_dict
+from ..config import config_from_mapping, config_to_dict, impasto_home
 from ..errors import ImpastoError, UsageError
 from .jobs import FINISHED, JobStore
 from .workers import RESULT_NAME, SNAPSHOT_NAME, LocalBackend
@@ -43,7 +43,7 @@ IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif",
 
 def default_home() -> Path:
     """``IMPASTO_HOME``, else ``~/.impasto``."""
-    return Path(os.environ.get("IMPASTO_HOME") or Path.home() / ".impasto")
+    return impasto_home()
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Video: reading, writing, optical flow and temporally consistent stylisation."""
