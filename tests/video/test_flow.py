@@ -160,6 +160,7 @@ def test_flow_cache_stores_once_and_reads_back_bit_identical(tmp_path, monkeypat
     cache = F.FlowCache(folder)
     assert not cache.has(1)
     flow, mask = cache.get(1, cur, prev)
+    cache.flush()
     assert [p.name for p in folder.iterdir()] == ["1.npz"] and cache.has(1)
     raw_flow, raw_mask = F.pair_flow(cur, prev)
     assert np.abs(flow - raw_flow).max() <= 1 / 32 + 1e-6  # quantised to 1/16 px
@@ -185,6 +186,7 @@ def test_flow_cache_recomputes_damaged_or_stale_entries(tmp_path, monkeypatch) -
     prev, cur = _pair(3, -2)
     cache = F.FlowCache(tmp_path)
     flow, mask = cache.get(2, cur, prev)
+    cache.flush()
     path = tmp_path / "2.npz"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -192,15 +194,21 @@ def test_flow_cache_recomputes_damaged_or_stale_entries(tmp_path, monkeypatch) -
     calls = []
     real = F.compute_flow
     monkeypatch.setattr(F, "compute_flow", lambda *a, **k: calls.append(1) or real(*a, **k))
-    again = F.FlowCache(tmp_path).get(2, cur, prev)
+    fresh = F.FlowCache(tmp_path)
+    again = fresh.get(2, cur, prev)
+    fresh.flush()
     assert calls and cache.has(2)
     np.testing.assert_array_equal(again[0], flow)
     np.testing.assert_array_equal(again[1], mask)
     calls.clear()
-    other = F.FlowCache(tmp_path).get(2, prev, cur)  # other frames under the same index
+    fresh = F.FlowCache(tmp_path)
+    other = fresh.get(2, prev, cur)  # other frames under the same index
+    fresh.flush()
     assert calls and np.median(other[0][INNER][..., 0]) == pytest.approx(3, abs=0.25)
     calls.clear()
-    F.FlowCache(tmp_path, "farneback").get(2, prev, cur)  # another method
+    fresh = F.FlowCache(tmp_path, "farneback")
+    fresh.get(2, prev, cur)  # another method
+    fresh.close()
     assert calls
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
     with pytest.raises(UsageError):
@@ -212,6 +220,7 @@ def test_flow_cache_recomputes_damaged_or_stale_entries(tmp_path, monkeypatch) -
     monkeypatch.setattr(F.os, "replace", disk_full)
     with pytest.raises(OutputError, match="^cannot write flow cache .*3.npz: No space left on device$"):
         cache.get(3, cur, prev)
+        cache.flush()  # entries are written in the background; a write error surfaces here
     monkeypatch.undo()
     assert not (tmp_path / "3.npz").exists() and not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
     (tmp_path / "a_file").write_text("")

@@ -90,6 +90,25 @@ def test_optimisation_path_with_temporal_loss_flickers_less_than_per_frame(tmp_p
         assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(1, 7)]  # a folder of frames
         flicker[mode] = json.loads(Path(f"{out}.json").read_text())["flicker"]["output"]
     assert flicker["flow"] < 0.7 * flicker["none"], flicker
+    # the fast path with consistency flickers less than independent per-frame optimisation too
+    fast = tmp_path / "fast"
+    assert main(["-q", "video", str(clip), "-o", str(fast), "--model", str(model_file(tmp_path / "m.pt")), "--edge", "48", "--frames", "6"]) == 0
+    assert json.loads(Path(f"{fast}.json").read_text())["flicker"]["output"] < flicker["none"]
+
+
+def test_a_rotated_clip_comes_out_upright_frame_for_frame(tmp_path, model):
+    """A phone clip tagged 90 degrees: the output is upright, and (strength 0 passes the photo
+    through) frame i of the output is frame i of the scene."""
+    from tests.video.clips import scene
+
+    rotated = make_clip(tmp_path / "phone.mp4", frames=6, size=(64, 48), fps=12, rotation=90)
+    out = tmp_path / "upright.mp4"
+    assert main(["-q", "video", str(rotated), "-o", str(out), "--model", str(model), "--strength", "0", "--consistency", "none", "--crf", "0"]) == 0
+    got = probe(out)
+    assert (got.width, got.height, got.rotation, got.frames) == (64, 48, 0, 6)
+    for i, frame in enumerate(frames_of(out)):
+        assert np.abs(frame.astype(int) - scene(i, (64, 48)).astype(int)).mean() < 6, i
+    assert json.loads(Path(f"{out}.json").read_text())["input"]["rotation"] == 90
 
 
 def test_frame_folders_in_and_out(tmp_path, model):

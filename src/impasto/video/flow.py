@@ -182,11 +182,21 @@ def occlusion_mask(flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:
     return (~(inconsistent | boundary | outside)).astype(np.float32)
 
 
+_BACKWARD: Any = None  # one helper thread computes the backward flow while this one does the forward
+
+
 def pair_flow(cur: np.ndarray, prev: np.ndarray, method: str = "dis") -> tuple[np.ndarray, np.ndarray]:
-    """What stylising frame t needs: (flow cur -> prev, its reliability mask on cur's grid)."""
+    """What stylising frame t needs: (flow cur -> prev, its reliability mask on cur's grid).
+    The two flows run at the same time (OpenCV releases the GIL; each thread has its own DIS)."""
+    global _BACKWARD
     _check_method(method)
+    if _BACKWARD is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _BACKWARD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impasto-flow")
+    backward = _BACKWARD.submit(compute_flow, prev, cur, method)
     flow = compute_flow(cur, prev, method)
-    return flow, occlusion_mask(flow, compute_flow(prev, cur, method))
+    return flow, occlusion_mask(flow, backward.result())
 
 
 def _unit(image: np.ndarray) -> np.ndarray:
@@ -260,6 +270,8 @@ class FlowCache:
     def __init__(self, folder: str | os.PathLike[str] | None, method: str = "dis") -> None:
         self.method = _check_method(method)
         self.folder = None if folder is None else Path(folder)
+        self._writer: Any = None  # one background thread compresses and writes entries
+        self._pending: list[Any] = []
         if self.folder is not None:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -287,9 +299,36 @@ class FlowCache:
                 return found
         flow, mask = pair_flow(cur, prev, self.method)
         data = _encode(flow, mask)
-        if path is not None:
-            self._store(path, data, key)
+        if path is not None:  # compressing costs as much as the flow: a background thread does it
+            if self._writer is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impasto-flow-cache")
+            self._check_pending(block=False)
+            self._pending.append(self._writer.submit(self._store, path, data, key))
         return _decode(data, cur.shape[:2])
+
+    def flush(self) -> None:
+        """Wait until every computed entry is on disk (raises the first write error)."""
+        self._check_pending(block=True)
+
+    def close(self) -> None:
+        """Flush, then stop the writer thread."""
+        try:
+            self.flush()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
+
+    def _check_pending(self, block: bool) -> None:
+        still = []
+        for future in self._pending:
+            if block or future.done():
+                future.result()  # re-raises a write error here, in the caller's thread
+            else:
+                still.append(future)
+        self._pending = still
 
     def _key(self, cur: np.ndarray, prev: np.ndarray) -> str:
         digest = hashlib.blake2b(digest_size=16)

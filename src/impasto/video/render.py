@@ -281,11 +281,16 @@ def _render(info: Any, out: Path, as_video: bool, size: tuple[int, int], total: 
             frame_times.append(time.perf_counter() - t1)
             emit(callback, StepEvent(step=t + 1, total=total, losses={"s/frame": frame_times[-1]}, stage=0, stages=2))
     except KeyboardInterrupt:
+        flows.close()
         finished = sum(1 for _ in frames_dir.glob("[0-9]*.png"))
         raise Interrupted(f"interrupted after {finished} of {total} frames; run the same command again to continue") from None
 
     emit(callback, StageEvent(stage=1, stages=2, description="measuring flicker and writing the output", steps=total, done=0))
-    flicker = _flicker(info, size, total, frames_dir, flows, warping_error, read_frames, callback)
+    try:
+        flows.flush()
+        flicker = _flicker(info, size, total, frames_dir, flows, warping_error, read_frames, callback)
+    finally:
+        flows.close()
     audio = info if (config.frames == 0 or config.frames >= info.frames) else None
     if audio is None and info.audio_streams:
         emit(callback, MessageEvent("a preview (--frames): the audio is left out", "warning"))
