@@ -10,6 +10,9 @@ from impasto.losses import PerceptualLoss, content_loss, gram_matrix, style_loss
 from impasto.losses import functional as LF
 
 KINDS = LF.STYLE_LOSSES
+#: statistics of the feature distribution: the patch-based mrf depends on where the pixels are and
+#: cannot be merged over tiles, so the permutation and tile properties are not its
+DISTRIBUTIONS = [k for k in KINDS if k != "mrf"]
 
 
 def test_gram_matrix_hand_computed():
@@ -55,7 +58,7 @@ def test_style_loss_is_zero_for_identical_inputs(kind):
     assert style_loss(kind, f, torch.rand(1, 6, 8, 8) * 2).item() > 1e-3
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", DISTRIBUTIONS)
 def test_style_loss_is_invariant_to_pixel_permutation(kind):
     f = torch.rand(1, 6, 8, 8)
     t = torch.rand(1, 6, 8, 8)
@@ -70,7 +73,7 @@ def test_style_loss_is_scale_invariant(kind):
     assert style_loss(kind, 7 * f, 7 * t).item() == pytest.approx(style_loss(kind, f, t).item(), rel=1e-3)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", DISTRIBUTIONS)
 def test_statistics_from_tiles_equal_whole_image(kind):
     f = torch.rand(1, 5, 8, 12)
     proj = LF.projections(5, seed=3)

@@ -19,6 +19,7 @@ SHELLS = {
     "gatys": "impasto.cli.gatys",
     "reconstruct": "impasto.cli.reconstruct",
     "apply": "impasto.cli.apply",
+    "doodle": "impasto.cli.doodle",
 }
 
 #: commands that are tools rather than methods, each a module with register(subparsers)

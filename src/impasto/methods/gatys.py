@@ -23,17 +23,21 @@ from ..features.padding import PADDINGS, padding_mode
 from ..losses import STYLE_LOSSES, PerceptualLoss
 from ..losses.statistics import statistic_names, unknown_statistic_message
 from ..optim.options import LoopOptions, TilingOptions
-from ..optim.pixel import OPTIMIZERS, LoopState, PixelLoopResult, optimise_pixels
+from ..optim.pixel import OPTIMIZERS, PixelLoopResult, optimise_pixels
 from ..progress import Event, MessageEvent, SnapshotEvent, StageEvent, emit
+from .gatys_state import ResumePoint, StyleCache
 
 __all__ = [
     "GatysConfig",
     "StyleInput",
     "GatysOutput",
     "ResumePoint",
+    "StyleCache",
     "run",
     "parse_layers",
     "parse_scales",
+    "parse_patch_scales",
+    "style_statistic",
     "scale_ladder",
     "strength_multiplier",
     "loss_layers",
@@ -44,6 +48,8 @@ __all__ = [
 
 INITS = ("content", "style", "noise", "uniform")
 COLOR_MODES = ("none", "luminance", "histogram")
+#: the style layers of style_loss mrf when none are given (those the encoder's preset has)
+MRF_LAYERS = ("relu3_1", "relu4_1")
 
 
 def parse_layers(spec: str | Sequence[str] | dict[str, float]) -> dict[str, float]:
@@ -77,6 +83,17 @@ def parse_scales(spec: str | Sequence[int]) -> tuple[int, ...]:
         values = tuple(int(v) for v in spec)
     if any(v < 16 for v in values) or list(values) != sorted(values):
         raise ConfigError(f"scales {spec!r}: edges must be increasing and >= 16 px", params="scales")
+    return values
+
+
+def parse_patch_scales(spec: str) -> tuple[float, ...]:
+    """``"0.8,1.25"`` -> (0.8, 1.25): extra sizes of the style's feature maps for mrf ("" -> ())."""
+    try:
+        values = tuple(float(p) for p in spec.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(f"patch_scales {spec!r}: expected factors like 0.8,1.25", params="patch_scales") from None
+    if any(not (0 < v <= 4) for v in values):
+        raise ConfigError(f"patch_scales {spec!r}: factors must be > 0 and <= 4", params="patch_scales")
     return values
 
 
@@ -122,7 +139,12 @@ class GatysConfig:
     strength: float = field(default=0.5, metadata=_h("style strength 0..1 on top of the weights: 0 = content only, 0.5 = the weights as given, each +0.25 = 10x more style"))
     content_layers: str = field(default="", metadata=_h("content layers by name, optional weights: relu4_2 or relu3_1:0.5,relu4_2; empty = the encoder's preset", metavar="LAYERS"))
     style_layers: str = field(default="", metadata=_h("style layers, e.g. relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 or relu1_1:0.2,...; empty = the encoder's preset", metavar="LAYERS"))
-    style_loss: str = field(default="gram", metadata=_h("style statistic: gram (Gatys), mean_std (AdaIN), wasserstein (Gaussian W2), sliced_wasserstein (Heitz et al. 2021)", choices=STYLE_LOSSES))
+    style_loss: str = field(default="gram", metadata=_h("style statistic: gram (Gatys), mean_std (AdaIN), wasserstein (Gaussian W2), sliced_wasserstein (Heitz et al. 2021), mrf (nearest style patches, CNNMRF; style layers default to relu3_1 and relu4_1)", choices=STYLE_LOSSES))
+    patch_size: int = field(default=3, metadata=_h("mrf: patch side in feature pixels"))
+    patch_stride: int = field(default=1, metadata=_h("mrf: step between patches in feature pixels (2 = a quarter of the patches: faster, coarser)"))
+    patch_rotations: int = field(default=0, metadata=_h("mrf: also match the style's patches rotated by 90, 180, 270 degrees: 0..3 extra rotations"))
+    patch_scales: str = field(default="", metadata=_h("mrf: also match the style's patches at these relative sizes, e.g. 0.8,1.25", metavar="F,F,..."))
+    variety: float = field(default=0.0, metadata=_h("mrf: prefer style patches used less often (0 = plain nearest patch; e.g. 0.2)"))
     init: str = field(default="content", metadata=_h("start image: content, style, noise (grey + Gaussian noise), uniform (white noise), or an image FILE", metavar="content|style|noise|uniform|FILE"))
     optimizer: str = field(default="lbfgs", metadata=_h("optimiser on the pixels", choices=OPTIMIZERS))
     lr: float = field(default=0.0, metadata=_h("learning rate; 0 = the optimiser's default (L-BFGS 1.0, Adam 0.02 for 0..1 pixels)"))
@@ -170,6 +192,10 @@ class GatysConfig:
             (self.optimizer in OPTIMIZERS, "optimizer", f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
             # the registry as it is now: a statistic registered after import is a valid choice
             (self.style_loss in statistic_names(), "style_loss", unknown_statistic_message(self.style_loss)),
+            (self.patch_size >= 1, "patch_size", f"patch_size must be >= 1, got {self.patch_size}"),
+            (self.patch_stride >= 1, "patch_stride", f"patch_stride must be >= 1, got {self.patch_stride}"),
+            (0 <= self.patch_rotations <= 3, "patch_rotations", f"patch_rotations must be in 0..3, got {self.patch_rotations}"),
+            (self.variety >= 0, "variety", f"variety must be >= 0, got {self.variety}"),
             (self.preserve_colors in COLOR_MODES, "preserve_colors", f"preserve_colors must be one of {', '.join(COLOR_MODES)}, got {self.preserve_colors!r}"),
             (self.pooling in ("max", "avg"), "pooling", f"pooling must be max or avg, got {self.pooling!r}"),
             (self.padding in PADDINGS, "padding", f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}"),
@@ -177,6 +203,7 @@ class GatysConfig:
         parse_layers(self.content_layers)
         parse_layers(self.style_layers)
         parse_scales(self.scales)
+        parse_patch_scales(self.patch_scales)
         _parse_iteration_list(self.scale_iterations)
         check_rules([(bool(self.content_mask) == bool(self.style_mask), ("content_mask", "style_mask"),
                       "content_mask and style_mask go together: give both or neither")])
@@ -209,38 +236,6 @@ class StyleInput:
     scale: float = 1.0
     name: str = "style"
     mask: torch.Tensor | None = None  # Kx1xHxW regions (spatial control)
-
-
-@dataclass
-class ResumePoint:
-    """Where a run stopped: enough to continue it as if it had never stopped.
-
-    ``loop`` is the exact optimiser state inside ``level`` (after ``step`` steps); without it
-    the level starts from ``image`` (the previous level's result, or a snapshot image when no
-    state was saved, which continues the count but not the optimiser's memory).
-    """
-
-    level: int
-    step: int = 0
-    loop: LoopState | None = None
-    image: torch.Tensor | None = None
-    history: list[dict[str, float]] = field(default_factory=list)  # finished levels' steps
-    levels: list[dict[str, Any]] = field(default_factory=list)  # finished levels
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain tensors, numbers and lists (loadable with ``torch.load(weights_only=True)``)."""
-        loop = None
-        if self.loop is not None:
-            loop = {"step": self.loop.step, "image": self.loop.image, "optimizer": self.loop.optimizer, "ema": self.loop.ema, "history": self.loop.history}
-        return {"format": "impasto-gatys-resume/1", "level": self.level, "step": self.step, "loop": loop,
-                "image": self.image, "history": self.history, "levels": self.levels}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ResumePoint":
-        """Inverse of ``to_dict``."""
-        loop = data.get("loop")
-        state = LoopState(loop["step"], loop["image"], loop["optimizer"], loop.get("ema"), list(loop["history"])) if loop else None
-        return cls(int(data["level"]), int(data["step"]), state, data.get("image"), list(data.get("history", [])), list(data.get("levels", [])))
 
 
 @dataclass
@@ -285,48 +280,26 @@ def make_init(config: GatysConfig, content: torch.Tensor, style: torch.Tensor, i
     return _resize(init_image.to(content.device), size)  # type: ignore[arg-type]
 
 
-class StyleCache:
-    """Style statistics computed once and reused across levels, sweeps and batches.
-
-    Keys are stable values, never ``id()``s: the style image's content (``fingerprint``: a hash
-    of its pixels and region mask, so equal pixels in different tensors share an entry), its
-    size, what the loss's statistics depend on (``PerceptualLoss.style_key``), the encoder's
-    ``fingerprint`` (spec, weights, pooling, preprocessing, padding, device) and whether regions
-    are used."""
-
-    def __init__(self) -> None:
-        self._store: dict[tuple[Any, ...], Any] = {}
-
-    def get(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        if key not in self._store:
-            self._store[key] = compute()
-        return self._store[key]
-
-    def __len__(self) -> int:
-        return len(self._store)
-
-    @staticmethod
-    def fingerprint(image: torch.Tensor, mask: torch.Tensor | None = None) -> str:
-        """A hash of the pixels (shape and dtype included) of ``image`` and of ``mask``."""
-        import hashlib
-
-        digest = hashlib.sha256()
-        for t in (image, mask):
-            if t is None:
-                digest.update(b"none")
-                continue
-            t = t.detach().to("cpu").contiguous()
-            digest.update(f"{tuple(t.shape)}:{t.dtype}".encode())
-            digest.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
-        return digest.hexdigest()[:32]
-
-
 def loss_layers(config: GatysConfig, spec: Any) -> tuple[dict[str, float], dict[str, float]]:
     """The content and style layers (name -> weight) for ``config`` on an encoder described by
     ``spec`` (an EncoderSpec): the configured ones, or the encoder's presets where empty."""
     content = parse_layers(config.content_layers) or {n: 1.0 for n in spec.default_content_layers}
-    style = parse_layers(config.style_layers) or {n: 1.0 for n in spec.default_style_layers}
+    preset = tuple(spec.default_style_layers)
+    if config.style_loss == "mrf":  # CNNMRF's layers; elsewhere the preset's at 1/4 and 1/8 resolution
+        preset = tuple(n for n in MRF_LAYERS if n in preset) or preset[1:3] or preset
+    style = parse_layers(config.style_layers) or {n: 1.0 for n in preset}
     return content, style
+
+
+def style_statistic(config: GatysConfig) -> Any:
+    """The style statistic ``config`` asks for: its name, or for mrf an instance with the patch
+    options."""
+    if config.style_loss != "mrf":
+        return config.style_loss
+    from ..losses.mrf import MRF
+
+    return MRF(size=config.patch_size, stride=config.patch_stride, rotations=config.patch_rotations,
+               scales=parse_patch_scales(config.patch_scales), variety=config.variety)
 
 
 def build_loss(config: GatysConfig, encoder: Any) -> PerceptualLoss:
@@ -339,7 +312,7 @@ def build_loss(config: GatysConfig, encoder: Any) -> PerceptualLoss:
         content_weight=config.content_weight,
         style_weight=config.style_weight * strength_multiplier(config.strength),
         tv_weight=config.tv_weight,
-        style_loss=config.style_loss,
+        style_loss=style_statistic(config),
         seed=config.seed,
     )
 
@@ -563,7 +536,7 @@ STATS_TILE_EDGE = 1024
 
 
 def _style_stats(loss: PerceptualLoss, image: torch.Tensor, masks: torch.Tensor | None) -> Any:
-    if max(image.shape[-2:]) <= STATS_TILE_EDGE:
+    if max(image.shape[-2:]) <= STATS_TILE_EDGE or not getattr(loss.statistic, "mergeable", True):
         return loss.style_stats(image, masks)
     from ..optim.tiled import style_sums_tiled
 

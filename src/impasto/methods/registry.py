@@ -39,6 +39,8 @@ METHODS: dict[str, str] = {
     "gatys": "impasto.methods.gatys_method:GatysMethod",
     "reconstruct": "impasto.methods.reconstruct:ReconstructMethod",
     "apply": "impasto.methods.ff_apply:ApplyMethod",
+    "swap": "impasto.methods.swap:SwapMethod",
+    "doodle": "impasto.methods.doodle:DoodleMethod",
 }
 
 ENTRY_POINT_GROUP = "impasto.methods"

@@ -29,7 +29,7 @@ __all__ = ["SweepAxis", "SWEEPABLE", "LIST_VALUED", "VALUE_SEPARATORS", "parse_a
 SWEEPABLE = tuple(f.name for f in dataclasses.fields(GatysConfig) if f.name not in ("device", "save_every", "max_pixels", "content_mask", "style_mask"))
 
 #: GatysConfig fields whose one value is itself a comma-separated list
-LIST_VALUED = ("content_layers", "style_layers", "scales", "scale_iterations")
+LIST_VALUED = ("content_layers", "style_layers", "scales", "scale_iterations", "patch_scales")
 
 #: what separates the values of one swept parameter (always; ',' too for scalar parameters)
 VALUE_SEPARATORS = (";", "|")
