@@ -232,10 +232,10 @@ def test_unknown_method_and_bad_shapes() -> None:
     a, b = _pair(1, 1)
     with pytest.raises(UsageError) as info:
         F.compute_flow(a, b, method="x")
-    assert str(info.value) == "flow must be dis or farneback, got 'x'"
+    assert str(info.value) == "flow must be dis, dis-fast or farneback, got 'x'"
     assert info.value.params == ("flow",)
-    assert info.value.with_flags() == "--flow must be dis or farneback, got 'x'"
-    with pytest.raises(UsageError, match="^flow must be dis or farneback, got 'deepflow'$"):
+    assert info.value.with_flags() == "--flow must be dis, dis-fast or farneback, got 'x'"
+    with pytest.raises(UsageError, match="^flow must be dis, dis-fast or farneback, got 'deepflow'$"):
         F.FlowCache(None, method="deepflow")
     with pytest.raises(ValueError):
         F.compute_flow(a, b[:, :-1])

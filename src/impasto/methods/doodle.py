@@ -52,7 +52,7 @@ class DoodleConfig:
     variety: float = field(default=0.0, metadata=_h("prefer patches not used yet (0 = off; 0.1-1 spreads the painting's patches more evenly)"))
     edge: int = field(default=512, metadata=_h("longest side of the output in px (the target map's aspect ratio)"))
     scales: str = field(default="auto", metadata=_h("coarse-to-fine edges, e.g. 128,256,512; 'auto' = halve --edge down to 128", metavar="EDGES"))
-    iterations: int = field(default=80, metadata=_h("iterations at the final scale (coarser scales get twice as many, at most 4x)", short="-n"))
+    iterations: int = field(default=80, metadata=_h("iterations at each scale", short="-n"))
     style_scale: float = field(default=1.0, metadata=_h("size of the painting relative to the output (smaller = bigger strokes)"))
     encoder: str = field(default="vgg19", metadata=_h("feature network"))
     weights: str = field(default="auto", metadata=_h("encoder weights: auto, random, a name or a file", metavar="auto|random|NAME|FILE"))
@@ -154,7 +154,7 @@ class DoodleMethod:
         device = next(encoder.buffers()).device
         target_hw = tuple(c_img.shape[-2:]) if c_img is not None else tuple(t_map.labels.shape)
         ladder = config.ladder()
-        iters = [config.iterations * min(4, 2 ** (len(ladder) - 1 - k)) for k in range(len(ladder))]
+        iters = [config.iterations] * len(ladder)  # per scale, as neural-doodle's phases
         current: torch.Tensor | None = None
         history: list[dict[str, float]] = []
         for level, edge in enumerate(ladder):

@@ -53,7 +53,7 @@ class WebcamConfig:
     size: str = field(default="640x480", metadata=_h("frame size WIDTHxHEIGHT the camera is asked for and the network sees", metavar="WxH"))
     consistency: str = field(default="flow", metadata=_h("blend with the flow-warped previous output where tracking is confident (flow) or not (none); key c toggles it", choices=("flow", "none")))
     blend: float = field(default=0.6, metadata=_h("with consistency: how much of the warped previous output a confidently tracked pixel keeps (0..0.95)"))
-    flow: str = field(default="dis", metadata=_h("optical flow: dis or farneback", choices=("dis", "farneback")))
+    flow: str = field(default="dis-fast", metadata=_h("optical flow: dis-fast (OpenCV DIS, fast preset: live), dis (medium preset) or farneback", choices=("dis", "dis-fast", "farneback")))
     fps_overlay: bool = field(default=True, metadata=_h("draw the frame rate in the corner; key f toggles it"))
     mirror: bool = field(default=False, metadata=_h("flip the picture left-right (a mirror, as most webcam apps show it)"))
     max_frames: int = field(default=0, metadata=_h("stop after this many frames (0 = until q, Esc, or the end of --source)"))
