@@ -120,7 +120,7 @@ def main() -> None:
         table(f"optical flow at {size[0]}x{size[1]} (forward + backward + occlusion check, per frame)",
               ["method", "ms/frame"], [[k, f"{v * 1000:.0f}"] for k, v in ft.items()])
 
-        edge, n, first, later = (64, 3, 10, 5) if args.quick else (256, 4, 100, 40)
+        edge, n, first, later = (64, 3, 10, 5) if args.quick else (192, 3, 60, 20)
         style = ROOT / "examples" / "style" / "starry_night.jpg"
         rows = []
         for mode in ("flow", "none"):

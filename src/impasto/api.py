@@ -199,7 +199,14 @@ def painting_archs() -> list[str]:
     """The architectures that learn any style from a folder of paintings (``style_data``)."""
     from .nets.registry import ARCHS, get_arch
 
-    return [name for name in ARCHS if get_arch(name).recipe is not None]
+    return [name for name in ARCHS if get_arch(name).recipe is not None and get_arch(name).paintings]
+
+
+def photo_archs() -> list[str]:
+    """The architectures with their own recipe that learn from photos alone (super-resolution)."""
+    from .nets.registry import ARCHS, get_arch
+
+    return [name for name in ARCHS if get_arch(name).recipe is not None and not get_arch(name).paintings]
 
 
 def model_styles(model: PathLike) -> list[dict[str, Any]]:

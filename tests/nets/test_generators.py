@@ -125,7 +125,7 @@ def test_positional_noise_is_standard_normal_and_crop_consistent():
 
 
 def test_registry_round_trip_and_errors():
-    assert set(ARCHS) == {"johnson", "johnson-small", "texture", "multistyle", "multistyle-small", "adain", "stylepredict"}
+    assert set(ARCHS) == {"johnson", "johnson-small", "texture", "multistyle", "multistyle-small", "adain", "stylepredict", "swap-inverse", "superres"}
     for arch in ARCHS:
         net, config = build_net(arch)
         clone = net_from_config(arch, config)

@@ -20,6 +20,7 @@ SHELLS = {
     "reconstruct": "impasto.cli.reconstruct",
     "apply": "impasto.cli.apply",
     "doodle": "impasto.cli.doodle",
+    "upscale": "impasto.cli.upscale",
 }
 
 #: commands that are tools rather than methods, each a module with register(subparsers)

@@ -24,6 +24,8 @@ examples:
   impasto train --arch multistyle --add-style c.jpg --from models/two -o models/three   # only c's γ/β
   impasto train --arch adain --data coco/ --style-data wikiart/ -o models/adain  # any painting
   impasto train --arch stylepredict --data coco/ --style-data wikiart/ -o models/sp  # any painting, style space
+  impasto train --arch swap-inverse --data coco/ --style-data wikiart/ -o models/si  # then: impasto swap photo.jpg painting.jpg models/si
+  impasto train --arch superres --scale 4 --data photos/ -o models/x4                # then: impasto upscale models/x4 small.png -o big.png
   impasto train --resume -o models/starry                                     # continue after a stop
   impasto monitor models/starry                                               # watch it in a browser
 
@@ -67,7 +69,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--style", metavar="STYLE", action="append", help="the style image (multistyle: repeat it, one per style, in index order)")
     p.add_argument("--style-dir", metavar="DIR", help="multistyle: every image in DIR is a style (sorted by path: the index order)")
     p.add_argument("--data", metavar="PHOTOS_DIR", help="folder of training photos (searched recursively)")
-    p.add_argument("--style-data", metavar="PAINTINGS_DIR", help="adain, stylepredict (any painting): folder of paintings (searched recursively, e.g. WikiArt)")
+    p.add_argument("--style-data", metavar="PAINTINGS_DIR", help="adain, stylepredict, swap-inverse (any painting): folder of paintings (searched recursively, e.g. WikiArt)")
     p.add_argument("--add-style", metavar="STYLE", action="append", help="multistyle: add this style (repeatable) to the model of --from, training only its γ/β")
     p.add_argument("--from", dest="from_model", metavar="RUN", help="multistyle: the model (model.pt or its training folder) that --add-style extends")
     p.add_argument("-o", "--output", metavar="OUT_DIR", required=True, help="folder for the model, checkpoints, log and previews")
@@ -82,7 +84,7 @@ def _recipe_options() -> dict[str, tuple[type, list[str]]]:
     """arch -> (its recipe's config class, the fields TrainConfig lacks): their flags."""
     known = set(api.train_config_class().__dataclass_fields__)
     extra: dict[str, tuple[type, list[str]]] = {}
-    for arch in api.painting_archs():
+    for arch in [*api.painting_archs(), *api.photo_archs()]:
         cls = api.train_config_class(arch)
         names = [name for name in cls.__dataclass_fields__ if name not in known]
         if names:
@@ -131,7 +133,12 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         arch = given.get("arch", TrainConfig.__dataclass_fields__["arch"].default)
         config = config_from_mapping(api.train_config_class(arch), given)
-        if arch in api.painting_archs():
+        if arch in api.photo_archs():
+            if styles or style_data:
+                raise UsageError(f"--arch {arch} learns from photos alone: no --style or --style-data")
+            if not data:
+                raise UsageError(f"--arch {arch} needs --data PHOTOS_DIR")
+        elif arch in api.painting_archs():
             if styles:
                 raise UsageError(f"--arch {arch} learns any style from a folder of paintings: give --style-data PAINTINGS_DIR instead of --style")
             if not style_data or not data:

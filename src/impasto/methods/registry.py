@@ -41,6 +41,7 @@ METHODS: dict[str, str] = {
     "apply": "impasto.methods.ff_apply:ApplyMethod",
     "swap": "impasto.methods.swap:SwapMethod",
     "doodle": "impasto.methods.doodle:DoodleMethod",
+    "upscale": "impasto.methods.upscale:UpscaleMethod",
 }
 
 ENTRY_POINT_GROUP = "impasto.methods"

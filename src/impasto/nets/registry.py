@@ -41,7 +41,8 @@ class ArchSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     synthesis: Mapping[str, Any] | None = None  # overrides of ``defaults`` for texture synthesis
     twin: Mapping[str, Any] = field(default_factory=dict)  # overrides for throw-away twins (e.g. no pretrained encoder)
-    recipe: str | None = None  # "module:ConfigClass:train_function" of an arch trained on photos + paintings
+    recipe: str | None = None  # "module:ConfigClass:train_function" of an arch with its own training recipe
+    paintings: bool = True  # its recipe learns from a folder of paintings as well as photos (False: photos alone)
 
 
 _SPECS: dict[str, ArchSpec] = {}
@@ -56,6 +57,7 @@ def register_arch(
     synthesis: Mapping[str, Any] | None = None,
     twin: Mapping[str, Any] | None = None,
     recipe: str | None = None,
+    paintings: bool = True,
     replace: bool = False,
 ) -> ArchSpec:
     """Register a generator architecture under ``name`` (see the module docstring).
@@ -66,12 +68,13 @@ def register_arch(
     e.g. random encoder weights where the real ones come from the weights manager; ``recipe``
     (``"module:ConfigClass:train_function"``) names the training recipe of an architecture that
     learns any style from folders of photos and paintings (``train_function(config, photos,
-    paintings, out_dir, *, callback, resume)``), instead of the one-style recipe.
+    paintings, out_dir, *, callback, resume)``), instead of the one-style recipe; ``paintings=False``
+    for a recipe that learns from photos alone (super-resolution: ``paintings`` is then None).
     A taken name raises ValueError unless ``replace``.
     """
     if not replace and name in _SPECS:
         raise ValueError(f"an architecture named {name!r} is already registered")
-    spec = ArchSpec(name, description, build, dict(defaults or {}), None if synthesis is None else dict(synthesis), dict(twin or {}), recipe)
+    spec = ArchSpec(name, description, build, dict(defaults or {}), None if synthesis is None else dict(synthesis), dict(twin or {}), recipe, paintings)
     _SPECS[name] = spec
     ARCHS[name] = description
     return spec
