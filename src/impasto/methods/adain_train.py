@@ -37,7 +37,7 @@ from ..nets.registry import ARCHS, get_arch
 from ..progress import Event, MessageEvent, SnapshotEvent, emit
 from ..provenance import versions, write_json
 from .ff_model import CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, model_payload, save_model
-from .ff_train import TrainConfig, _h, _layers_arg, _warn, check_run_folder, check_same_settings, loop_options, parse_layers
+from .ff_train import TrainConfig, _h, _layers_arg, _warn, check_run_folder, check_same_settings, loop_options, parse_layers, training_device
 
 __all__ = ["AdaINTrainConfig", "AdaINObjective", "AdaINContentTerm", "AdaINStyleTerm", "paired_stream", "preview_writer", "train_adain"]
 
@@ -410,8 +410,6 @@ def start_painting_run(
     (unreadable files reported), the device and precision. Returns (config, out, photos,
     paintings, device, precision)."""
     from ..data.folder import PhotoFolder
-    from ..features import resolve_device
-    from ..optim.train_loop import resolve_precision
 
     name = cls.__name__
     config = config or cls()
@@ -428,10 +426,5 @@ def start_painting_run(
         if folder.skipped:
             _warn(callback, f"{root}: skipped {folder.skipped} unreadable file(s) (e.g. {folder.skipped_files[0].name})")
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
-    precision = resolve_precision(device, amp=config.amp, channels_last=config.channels_last)
-    if precision.amp_ignored:
-        _warn(callback, f"--amp works on CUDA only; training in float32 on {device.type}")
-    if precision.channels_last_ignored:
-        _warn(callback, f"--channels-last is for CUDA; ignored on {device.type}")
+    device, precision = training_device(config, callback)
     return config, out, photos, paintings, device, precision

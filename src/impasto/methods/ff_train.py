@@ -237,6 +237,21 @@ def _init_net(arch: str, texture: bool, seed: int, overrides: Mapping[str, Any] 
         return build_net(arch, texture=texture, overrides=overrides)
 
 
+def training_device(config: Any, callback: Callable[[Event], None] | None) -> tuple[torch.device, Any]:
+    """The device and precision of a training run (``device``, ``amp``, ``channels_last``), with a
+    warning for each CUDA-only flag given elsewhere. Every recipe starts with it."""
+    from ..features import resolve_device
+    from ..optim.train_loop import resolve_precision
+
+    device = resolve_device(config.device)
+    precision = resolve_precision(device, amp=config.amp, channels_last=config.channels_last)
+    if precision.amp_ignored:
+        _warn(callback, f"--amp works on CUDA only; training in float32 on {device.type}")
+    if precision.channels_last_ignored:
+        _warn(callback, f"--channels-last is for CUDA; ignored on {device.type}")
+    return device, precision
+
+
 def _warn(callback: Callable[[Event], None] | None, text: str) -> None:
     emit(callback, MessageEvent(text, level="warning"))
 
@@ -269,11 +284,11 @@ def train(
     Keyword ``overrides`` replace fields of ``config``.
     """
     from ..data.folder import PhotoFolder, default_workers, make_loader
-    from ..features import build_encoder, resolve_device
+    from ..features import build_encoder
     from ..image.io import load_image, save_image
     from ..image.resize import resize_to_edge
     from ..losses import PerceptualLoss
-    from ..optim.train_loop import LoopHooks, resolve_precision, train_loop
+    from ..optim.train_loop import LoopHooks, train_loop
 
     base = None
     if add_style_from is not None:
@@ -320,12 +335,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
 
     # ---- device and precision ------------------------------------------------------------
-    device = resolve_device(config.device)
-    precision = resolve_precision(device, amp=config.amp, channels_last=config.channels_last)
-    if precision.amp_ignored:
-        _warn(callback, f"--amp works on CUDA only; training in float32 on {device.type}")
-    if precision.channels_last_ignored:
-        _warn(callback, f"--channels-last is for CUDA; ignored on {device.type}")
+    device, precision = training_device(config, callback)
     memory_format = precision.memory_format
 
     # ---- loss network, loss and generator ------------------------------------------------

@@ -36,7 +36,7 @@ from ..nets.registry import ARCHS, build_net
 from ..progress import Event, MessageEvent, SnapshotEvent, emit
 from ..provenance import versions, write_json
 from .ff_model import CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, model_payload, save_model
-from .ff_train import TrainConfig, _h, _layers_arg, _warn, check_run_folder, check_same_settings, loop_options, parse_layers
+from .ff_train import TrainConfig, _h, _layers_arg, _warn, check_run_folder, check_same_settings, loop_options, parse_layers, training_device
 
 __all__ = ["SuperResTrainConfig", "SuperResObjective", "degrade", "gaussian_kernel", "psnr", "train_superres"]
 
@@ -146,10 +146,10 @@ def train_superres(
     continues from ``checkpoint.pt`` bit for bit. Keyword ``overrides`` replace fields of ``config``.
     """
     from ..data.folder import PhotoFolder, default_workers, make_loader
-    from ..features import build_encoder, resolve_device
+    from ..features import build_encoder
     from ..image.io import save_image
     from ..losses import PerceptualLoss
-    from ..optim.train_loop import LoopHooks, resolve_precision, train_loop
+    from ..optim.train_loop import LoopHooks, train_loop
 
     config = config or SuperResTrainConfig()
     if not isinstance(config, SuperResTrainConfig):
@@ -165,12 +165,7 @@ def train_superres(
     if folder.skipped:
         _warn(callback, f"{data_dir}: skipped {folder.skipped} unreadable file(s) (e.g. {folder.skipped_files[0].name})")
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
-    precision = resolve_precision(device, amp=config.amp, channels_last=config.channels_last)
-    if precision.amp_ignored:
-        _warn(callback, f"--amp works on CUDA only; training in float32 on {device.type}")
-    if precision.channels_last_ignored:
-        _warn(callback, f"--channels-last is for CUDA; ignored on {device.type}")
+    device, precision = training_device(config, callback)
     memory_format = precision.memory_format
 
     # ---- loss network, loss and generator ------------------------------------------------
