@@ -53,6 +53,13 @@ def method_config(name: str) -> type:
     return get_method(name).Config
 
 
+def load_finisher(model: PathLike | None, *, device: str = "auto") -> Any:
+    """The ``upscale`` post-step of gatys/apply/video (:func:`impasto.methods.upscale.load_finisher`)."""
+    from .methods.upscale import load_finisher as _load
+
+    return _load(model, device=device)
+
+
 def method_inputs(name: str) -> tuple[Input, ...]:
     """The inputs method ``name`` takes (name, kind, help, required)."""
     return tuple(get_method(name).inputs)
@@ -394,12 +401,12 @@ def video_config_class() -> type:
 
 
 def render_video(source: PathLike, output: PathLike, *, model: PathLike | None = None, style: Any = None, config: Any = None,
-                 apply: Any = None, gatys: Any = None, callback: Callable[[Event], None] | None = None, **options: Any) -> Any:
+                 apply: Any = None, gatys: Any = None, callback: Callable[[Event], None] | None = None, upscale: Any = None, **options: Any) -> Any:
     """Stylise a video (see :func:`impasto.video.render.render_video`); ``options`` are
     VideoConfig fields when no ``config`` is given."""
     from .video.render import VideoConfig, render_video as _render
 
-    return _render(source, output, model=model, style=style, config=_as_config(VideoConfig, config, options), apply=apply, gatys=gatys, callback=callback)
+    return _render(source, output, model=model, style=style, config=_as_config(VideoConfig, config, options), apply=apply, gatys=gatys, callback=callback, upscale=upscale)
 
 
 def webcam_config_class() -> type:

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import api
 from ..config import add_config_arguments, config_from_args
+from .upscale import add_upscale_argument, finisher_from_args
 from .runtime import tune_allocator  # noqa: F401 (re-exported for callers of impasto.cli.apply)
 
 __all__ = ["register", "run_command", "tune_allocator"]
@@ -23,6 +24,7 @@ examples:
   impasto apply models/many photo.jpg -o out/ --style-index 2                 # multi-style model
   impasto apply models/many photo.jpg -o out/ --style-mix 0:0.3,2:0.7         # interpolate two styles
   impasto apply models/many photo.jpg -o sheets/ --sheet                      # every style, one sheet
+  impasto apply models/starry photo.jpg -o out/ --upscale models/x4          # finished at 4x (superres model)
   impasto apply models/many --list-styles                                     # what the model holds
   impasto apply models/adain photo.jpg -o out/ --style monet.jpg --alpha 0.8  # any painting (AdaIN)
   impasto apply models/adain photo.jpg -o out/ --style a.jpg --style b.jpg --style-weights 0.7,0.3
@@ -51,6 +53,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--style", metavar="PAINTING", action="append", default=[], help="AdaIN models: the painting whose style to use (repeat it to mix several, see --style-weights)")
     p.add_argument("--style-mask", metavar="MAP", action="append", default=[], help="AdaIN models: one grey map per --style painting, white where that painting applies (spatial control; where no map is white the photo is kept)")
     p.add_argument("--list-styles", action="store_true", help="print the styles a multi-style model holds (index, name, SHA-256) and exit")
+    add_upscale_argument(p)
     add_config_arguments(p, ApplyConfig, group_title="options")
     p.set_defaults(handler=run_command)
 
@@ -69,6 +72,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"{s['index']:>3}  {s.get('name')}  {s.get('sha256', '')[:16]}")
         return 0
     config = config_from_args(ApplyConfig, args)
+    finisher = finisher_from_args(args)
     if getattr(args, "tune_allocator", True):  # in-process tests turn it off
         tune_allocator()
     renderer = ProgressRenderer(enabled=not quiet, unit="img", desc="stylising")
@@ -76,6 +80,9 @@ def run_command(args: argparse.Namespace) -> int:
         result = api.apply(args.model, list(args.images), args.output, config=config, callback=renderer, styles=args.style, masks=args.style_mask)
     finally:
         renderer.close()
+    if finisher is not None:
+        for path in result.written:
+            finisher.file(path, bit_depth=config.bit_depth)
     n = len(result.written)
     print(f"wrote {n} image(s) to {args.output} in {result.seconds:.1f} s", file=sys.stderr)
     if result.failed:

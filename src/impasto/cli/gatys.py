@@ -10,6 +10,7 @@ from typing import Any
 from .. import api
 from ..config import add_config_arguments, config_from_args
 from ..errors import UsageError
+from .upscale import add_upscale_argument, finisher_from_args
 
 __all__ = ["register", "run_command"]
 
@@ -21,6 +22,7 @@ examples:
   impasto gatys photo.jpg starry.jpg --style-layers relu1_1:0.2,relu3_1,relu5_1 --init noise
   impasto gatys photo.jpg starry.jpg --save-every 50 -o out.png   # out.step0050.png, ...
   impasto gatys --resume out.png.json                              # continue an interrupted run
+  impasto gatys photo.jpg starry.jpg -o big.png --upscale models/x4 # finish at 4x the optimised size
 
 Ctrl-C keeps the last finished step: OUT, OUT.json and OUT.resume.pt (the exact optimiser state);
 --resume continues as if the run had never stopped (same image, same step count).
@@ -46,6 +48,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("-o", "--output", default="out.png", help="output image; format from the extension (default: out.png)")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="bits per channel for PNG/TIFF output (default: 8)")
     p.add_argument("--resume", metavar="RUN.json", help="continue an interrupted run exactly where it stopped (its saved optimiser state, OUT.resume.pt; else its last snapshot)")
+    add_upscale_argument(p)
     add_config_arguments(p, GatysConfig, group_title="method options")
     p.set_defaults(handler=run_command)
 
@@ -93,6 +96,7 @@ def run_command(args: argparse.Namespace) -> int:
         out = Path(args.output)
         config_kwargs = {}
     api.check_output(out)
+    finisher = finisher_from_args(args)
     renderer = ProgressRenderer(enabled=not quiet)
     if args.resume:
         result = api.stylize(content, styles, resume=args.resume, callback=renderer, snapshot_path=out, download_progress=download_bar("weights", not quiet), **config_kwargs)
@@ -102,8 +106,10 @@ def run_command(args: argparse.Namespace) -> int:
     renderer.close()
     for note in result.manifest.get("content", {}).get("notes", []):
         print(f"note: {args.content}: {note}", file=sys.stderr)
-    result.save(out, bit_depth=args.bit_depth)
     status = result.manifest.get("status")
+    if finisher is not None and status not in ("interrupted", "non-finite"):  # an unfinished run stays resumable at its size
+        result = finisher.result(result)
+    result.save(out, bit_depth=args.bit_depth)
     losses = result.manifest.get("final_losses", {})
     summary = ", ".join(f"{k} {v:.4g}" for k, v in losses.items() if k != "level")
     if status == "interrupted":

@@ -14,7 +14,7 @@ from ..errors import ImageError, OutputError, UsageError
 #: what a folder input contributes (the photo formats impasto reads)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 
-__all__ = ["register", "run_command"]
+__all__ = ["register", "run_command", "add_upscale_argument", "finisher_from_args"]
 
 EPILOG = """\
 examples:
@@ -30,6 +30,17 @@ the input; an alpha channel is upscaled bicubically; the run's parameters are em
 Tiles (--tile) give the same result as the whole image. Unreadable inputs are reported and
 skipped; the exit code is then 2.
 """
+
+
+def add_upscale_argument(p: argparse.ArgumentParser) -> None:
+    """``--upscale MODEL``: the finishing post-step of gatys, apply and video."""
+    p.add_argument("--upscale", metavar="MODEL", help="finish the result at 2-8x its size: a super-resolution model (impasto train --arch superres; "
+                   "model.pt or its folder) or bicubic / lanczos[:2|4|8] (default x4); recorded in the manifest under upscale")
+
+
+def finisher_from_args(args: argparse.Namespace) -> Any:
+    """The loaded ``--upscale`` finisher (None without the flag); a bad model fails here, before any work."""
+    return api.load_finisher(getattr(args, "upscale", None), device=str(getattr(args, "device", None) or "auto"))
 
 
 def register(subparsers: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from .. import api
 from ..config import add_config_arguments, config_from_args, config_from_mapping
 from ..errors import UsageError
+from .upscale import add_upscale_argument, finisher_from_args
 
 __all__ = ["register", "run_command", "FAST_OPTIONS", "OPTIM_OPTIONS"]
 
@@ -51,6 +52,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("input", help="a video file (anything FFmpeg reads), a folder of frames, or a pattern like frames/%%05d.png")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv .webm .avi) or a new folder for PNG frames")
     p.add_argument("--model", metavar="MODEL", help="a trained model (model.pt, .onnx, or a training folder): the fast path")
+    add_upscale_argument(p)
     p.add_argument("--style", metavar="PAINTING", action="append", default=[], help="without --model: the painting to optimise towards (repeat to blend, PATH:WEIGHT); with an AdaIN model: its painting(s)")
     add_config_arguments(p, VideoConfig, group_title="video")
     add_config_arguments(p, api.method_config("apply"), group_title="fast path (--model)", only=FAST_OPTIONS)
@@ -83,9 +85,10 @@ def run_command(args: argparse.Namespace) -> int:
         given = {n: getattr(args, n) for n in (*OPTIM_OPTIONS, "preserve_colors", "device") if hasattr(args, n)}
         gatys = config_from_mapping(api.method_config("gatys"), {**given, "seed": video.seed, "max_pixels": video.max_pixels})
         apply = None
+    finisher = finisher_from_args(args)
     renderer = ProgressRenderer(enabled=not getattr(args, "quiet", False), unit="frame", desc="video")
     try:
-        result = api.render_video(args.input, args.output, model=args.model, style=args.style or None, config=video, apply=apply, gatys=gatys, callback=renderer)
+        result = api.render_video(args.input, args.output, model=args.model, style=args.style or None, config=video, apply=apply, gatys=gatys, callback=renderer, upscale=finisher)
     finally:
         renderer.close()
     f = result.flicker

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import check_rules, config_to_dict
-from ..errors import ModelFileError, UsageError
+from ..errors import ImpastoError, ModelFileError, UsageError
 from ..features import DEFAULT_DEVICE
 from ..image.io import DEFAULT_MAX_PIXELS
 from ..progress import Event, StageEvent, StepEvent, emit
@@ -35,7 +35,10 @@ from .inputs import load_input
 from .registry import Input
 from .result import Result
 
-__all__ = ["UpscaleConfig", "UpscaleMethod", "BASELINES", "Upscaler", "load_upscaler", "upscale_tensor", "lanczos_upscale", "bicubic_upscale"]
+__all__ = [
+    "UpscaleConfig", "UpscaleMethod", "BASELINES", "Upscaler", "load_upscaler", "upscale_tensor", "lanczos_upscale", "bicubic_upscale",
+    "Finisher", "load_finisher",
+]
 
 #: built-in model names: classical interpolation, no network
 BASELINES = ("bicubic", "lanczos")
@@ -206,3 +209,79 @@ def output_name(source: Path, scale: int, ext: str = ".png") -> str:
     """``photo.jpg`` -> ``photo_x4.png``: the file name of an upscale in an output folder."""
     return f"{source.stem}_x{scale}{ext}"
 
+
+
+# ---- finishing stylised results (``--upscale`` of gatys, apply and video) ---------------------
+
+
+@dataclass
+class Finisher:
+    """The post-step that finishes a stylised result at ``scale`` times its size (the ``upscale``
+    option of ``gatys``, ``apply`` and ``video``), through :attr:`upscaler`."""
+
+    upscaler: Upscaler
+
+    @property
+    def scale(self) -> int:
+        """The upscaling factor."""
+        return self.upscaler.scale
+
+    def record(self, from_size: tuple[int, int] | None = None) -> dict[str, Any]:
+        """The manifest entry: the model (path and SHA-256, or the baseline's name), the scale and,
+        given ``from_size`` (w, h), the sizes before and after."""
+        out: dict[str, Any] = {"model": dict(self.upscaler.info), "scale": self.scale}
+        if from_size is not None:
+            out.update(from_size=list(from_size), size=[from_size[0] * self.scale, from_size[1] * self.scale])
+        return out
+
+    def tensor(self, image: torch.Tensor, alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``image`` (1x3xHxW) and its alpha upscaled (automatic exact tiling; the alpha bicubically)."""
+        up = self.upscaler
+        tile = choose_tile(UpscaleConfig(), (int(image.shape[-2]), int(image.shape[-1])), up.radius)
+        y = upscale_tensor(up, image.float().clamp(0.0, 1.0), tile=tile)
+        return y, None if alpha is None else bicubic_upscale(alpha.float(), up.scale)
+
+    def result(self, result: Result) -> Result:
+        """``result`` with image and alpha upscaled and an ``upscale`` manifest entry."""
+        h, w = result.image.shape[-2:]
+        image, alpha = self.tensor(result.image, result.alpha)
+        return Result(image=image, alpha=alpha, manifest=dict(result.manifest, upscale=self.record((w, h))), resume_point=result.resume_point)
+
+    def file(self, path: str | Path, *, bit_depth: int = 8) -> Path:
+        """Replace the image at ``path`` by its upscale, atomically, keeping its embedded metadata
+        and adding an ``upscale`` entry."""
+        from ..image.io import load_image, read_metadata
+        from ..image.save import save_image
+
+        loaded = load_image(path)
+        meta = dict(read_metadata(path) or {})
+        h, w = loaded.image.shape[-2:]
+        image, alpha = self.tensor(loaded.image, loaded.alpha)
+        return save_image(path, image, alpha=alpha, metadata={**meta, "upscale": self.record((w, h))}, bit_depth=bit_depth)
+
+    def frame(self, frame: Any) -> Any:
+        """One video frame (HxWx3 uint8 array) upscaled (HsxWsx3 uint8)."""
+        import numpy as np
+
+        x = torch.from_numpy(np.array(frame, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
+        y, _ = self.tensor(x)
+        return (y[0].permute(1, 2, 0) * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def load_finisher(model: str | Path | None, *, device: str = DEFAULT_DEVICE) -> Finisher | None:
+    """The finisher named by the ``upscale`` option (None: no finishing): a superres model file or
+    training folder, or ``bicubic``/``lanczos`` with an optional ``:SCALE`` (2, 4 or 8; default
+    4). Anything else raises UsageError naming ``upscale``, before any stylising is done."""
+    if model is None or str(model) == "":
+        return None
+    text = str(model)
+    name, _, suffix = text.partition(":")
+    scale = 0
+    if name.lower() in BASELINES and suffix:
+        if suffix not in ("2", "4", "8"):
+            raise UsageError(f"upscale {text}: a baseline takes :2, :4 or :8, got :{suffix}", params="upscale")
+        text, scale = name, int(suffix)
+    try:
+        return Finisher(load_upscaler(text, UpscaleConfig(scale=scale, device=device)))
+    except (ImpastoError, OSError) as exc:
+        raise UsageError(f"upscale {model}: {exc}", params="upscale") from None

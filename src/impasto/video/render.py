@@ -185,13 +185,16 @@ def render_video(
     apply: Any = None,
     gatys: Any = None,
     callback: Callable[[Event], None] | None = None,
+    upscale: Any = None,
 ) -> VideoResult:
     """Stylise the video (or frame folder / pattern) ``source`` into ``output`` (a video file by its
     extension, else a folder of PNG frames).
 
     With ``model``: the fast path (``apply``: an ApplyConfig for its options; ``style``: the
     paintings of an AdaIN model). Without: per-frame optimisation towards ``style`` (``gatys``: a
-    GatysConfig). See the module docstring for resuming, caching and the manifest.
+    GatysConfig). ``upscale``: a :class:`~impasto.methods.upscale.Finisher` applied to each
+    finished frame as it is encoded (the work folder keeps the stylised size, so resuming works
+    with or without it). See the module docstring for resuming, caching and the manifest.
     """
     from ..methods.ff_apply import ApplyConfig
     from ..methods.gatys import GatysConfig
@@ -239,14 +242,14 @@ def render_video(
         source_desc = {"styles": [str(s) for s in styles]}
         options = config_to_dict(gatys)
     try:
-        return _render(info, out, as_video, size, total, config, path, source_desc, options, callback, FlowCache, warping_error, VideoWriter, read_frames, write_frame_folder)
+        return _render(info, out, as_video, size, total, config, path, source_desc, options, callback, FlowCache, warping_error, VideoWriter, read_frames, write_frame_folder, upscale)
     finally:
         path.close()
 
 
 def _render(info: Any, out: Path, as_video: bool, size: tuple[int, int], total: int, config: VideoConfig, path: Any, source_desc: dict[str, Any],
             options: dict[str, Any], callback: Callable[[Event], None] | None, FlowCache: Any, warping_error: Any, VideoWriter: Any, read_frames: Any,
-            write_frame_folder: Any) -> VideoResult:
+            write_frame_folder: Any, upscale: Any = None) -> VideoResult:
     t0 = time.perf_counter()
     work = work_folder(out)
     job = json.loads(json.dumps(_job_description(info, path.kind, source_desc, config, options), default=str))
@@ -295,8 +298,11 @@ def _render(info: Any, out: Path, as_video: bool, size: tuple[int, int], total: 
     if audio is None and info.audio_streams:
         emit(callback, MessageEvent("a preview (--frames): the audio is left out", "warning"))
     stylised = (_read_png(frames_dir / f"{t + 1:06d}.png") for t in range(total))
+    s = upscale.scale if upscale is not None else 1
+    if upscale is not None:
+        stylised = (upscale.frame(f) for f in stylised)
     if as_video:
-        with VideoWriter(out, fps=info.fps, size=(size[1], size[0]), audio_from=audio, crf=config.crf) as writer:
+        with VideoWriter(out, fps=info.fps, size=(size[1] * s, size[0] * s), audio_from=audio, crf=config.crf) as writer:
             for frame in stylised:
                 writer.write(frame)
     else:
@@ -306,7 +312,7 @@ def _render(info: Any, out: Path, as_video: bool, size: tuple[int, int], total: 
         "command": "video",
         "input": {"path": str(info.path), "kind": info.kind, "frames": info.frames, "fps": str(info.fps), "size": [info.width, info.height],
                   "rotation": info.rotation, "audio_streams": info.audio_streams, "codec": info.codec},
-        "output": {"path": str(out), "frames": total, "fps": str(info.fps), "size": [size[1], size[0]], "audio": bool(audio and info.audio_streams)},
+        "output": {"path": str(out), "frames": total, "fps": str(info.fps), "size": [size[1] * s, size[0] * s], "audio": bool(audio and info.audio_streams)},
         "path": path.kind,
         **source_desc,
         "video": config_to_dict(config),
@@ -316,6 +322,7 @@ def _render(info: Any, out: Path, as_video: bool, size: tuple[int, int], total: 
         "time_s": round(time.perf_counter() - t0, 3),
         "seconds_per_frame": round(float(np.median(frame_times)), 4) if frame_times else None,
         "resumed_from": done,
+        **({"upscale": upscale.record((size[1], size[0]))} if upscale is not None else {}),
     }
     sidecar = Path(str(out).rstrip("/") + ".json")
     with atomic_path(sidecar) as tmp:
