@@ -26,18 +26,21 @@ __all__ = ["EXPORT_FORMATS", "export_model", "read_onnx_meta", "dynamic_axes"]
 EXPORT_FORMATS = ("onnx", "torchscript")
 
 
-def dynamic_axes(inputs: dict[str, torch.Tensor]) -> dict[str, dict[int, str]]:
+def dynamic_axes(inputs: dict[str, torch.Tensor], scale: int = 1) -> dict[str, dict[int, str]]:
     """Every input and the output (``stylised``) take any batch; 4-D inputs any height and width.
 
     The content image (``image``) shares the output's ``height`` and ``width``; every other
     input (noise at other scales, ...) has sizes of its own (``heightK``/``widthK``, K its index).
+    A super-resolution network (``scale`` > 1) names its output sides ``height_xS``/``width_xS``:
+    ``scale`` times the input's.
     """
     axes: dict[str, dict[int, str]] = {}
     for k, (name, tensor) in enumerate(inputs.items()):
         axes[name] = {0: "batch"}
         if tensor.dim() == 4:
             axes[name].update({2: "height" if name == "image" else f"height{k}", 3: "width" if name == "image" else f"width{k}"})
-    axes["stylised"] = {0: "batch", 2: "height", 3: "width"}
+    suffix = f"_x{scale}" if scale > 1 else ""
+    axes["stylised"] = {0: "batch", 2: "height" + suffix, 3: "width" + suffix}
     return axes
 
 
@@ -65,6 +68,9 @@ def export_model(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
     args = tuple(inputs.values())
     meta["multiple"] = int(net.multiple)  # type: ignore[arg-type]
     meta["inputs"] = names
+    scale = int(getattr(net, "scale", 1) or 1)
+    if scale > 1:
+        meta["scale"] = scale  # super-resolution: the output is scale x the input
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if format == "onnx":
@@ -73,7 +79,7 @@ def export_model(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
             except ImportError:
                 raise UsageError("ONNX export needs the onnx package: pip install 'impasto[onnx]'") from None
             with atomic_path(target) as tmp:
-                torch.onnx.export(wrapper, args, str(tmp), dynamo=False, opset_version=opset, input_names=names, output_names=["stylised"], dynamic_axes=dynamic_axes(inputs), do_constant_folding=True)
+                torch.onnx.export(wrapper, args, str(tmp), dynamo=False, opset_version=opset, input_names=names, output_names=["stylised"], dynamic_axes=dynamic_axes(inputs, scale), do_constant_folding=True)
                 model = onnx.load(str(tmp))
                 entry = model.metadata_props.add()
                 entry.key, entry.value = "impasto", json.dumps(meta, default=str)
