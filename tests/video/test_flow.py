@@ -273,3 +273,13 @@ def test_dis_object_is_reused_per_thread() -> None:
     thread.join()
     assert seen and seen[0] is not mine
     np.testing.assert_array_equal(results[0], F.compute_flow(a, b))
+
+
+def test_flow_does_not_depend_on_earlier_images() -> None:
+    # OpenCV's DIS keeps a finest scale it lowered for a small image; impasto resets it each call
+    a, b = _pair(1, 1)
+    before = {m: F.compute_flow(a, b, m) for m in ("dis", "dis-fast")}
+    tiny = np.random.default_rng(0).integers(0, 255, (13, 13), dtype=np.uint8)
+    for method in ("dis", "dis-fast"):
+        F.compute_flow(tiny, np.roll(tiny, 1, axis=1), method)
+        np.testing.assert_array_equal(F.compute_flow(a, b, method), before[method])

@@ -61,12 +61,20 @@ def _check_method(method: str) -> str:
 
 
 def _dis(cv2: Any, fast: bool = False) -> Any:
-    """This thread's DIS object for the preset (OpenCV algorithm objects are not thread-safe, so one each)."""
+    """This thread's DIS object for the preset (OpenCV algorithm objects are not thread-safe, so one each).
+
+    OpenCV's DIS lowers its own finest scale for an image too small for it and keeps the lowered
+    value, so every later flow would depend on which images the thread saw before: the preset's
+    finest scale is put back on every call.
+    """
     name = "dis_fast" if fast else "dis"
-    dis = getattr(_local, name, None)
-    if dis is None:
+    entry = getattr(_local, name, None)
+    if entry is None:
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST if fast else cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        setattr(_local, name, dis)
+        entry = (dis, dis.getFinestScale())
+        setattr(_local, name, entry)
+    dis, finest = entry
+    dis.setFinestScale(finest)
     return dis
 
 
