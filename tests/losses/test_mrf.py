@@ -168,7 +168,7 @@ def test_mrf_is_registered_and_configurable(tiny_encoder):
     "option, message",
     [
         (dict(patch_size=0), "patch_size must be >= 1, got 0"),
-        (dict(patch_stride=0), "patch_stride must be >= 1, got 0"),
+        (dict(patch_stride=-1), "patch_stride must be >= 0 (0 = auto), got -1"),
         (dict(patch_rotations=5), "patch_rotations must be in 0..3, got 5"),
         (dict(patch_scales="x"), "patch_scales 'x': expected factors like 0.8,1.25"),
         (dict(patch_scales="0.5,-1"), "patch_scales '0.5,-1': factors must be > 0 and <= 4"),
@@ -220,3 +220,27 @@ def test_tiling_refuses_mrf(tiny_encoder):
         "use gram, mean_std or wasserstein for images above the memory budget, or raise max_memory"
     )
     assert info.value.with_flags().startswith("--style-loss mrf cannot be tiled")
+
+
+def test_auto_stride_bounds_the_painting_patches():
+    from impasto.losses.mrf import AUTO_PATCHES, auto_stride
+
+    assert auto_stride((32, 25)) == 1  # a 128 px painting at relu3_1: every patch
+    assert auto_stride((128, 101)) == 2  # 512 px at relu3_1: 12726 patches -> 3150
+    assert auto_stride((256, 202)) == 3
+    for hw in ((40, 40), (90, 91), (128, 101), (300, 17), (700, 500)):
+        s = auto_stride(hw)
+        n = lambda st: ((hw[0] - 3) // st + 1) * ((hw[1] - 3) // st + 1)  # noqa: E731
+        assert n(s) <= AUTO_PATCHES and (s == 1 or n(s - 1) > AUTO_PATCHES)
+    f = torch.randn(1, 4, 100, 100)
+    assert build_target(f, stride=0).stride == 2 and len(build_target(f, stride=0)) == 49 * 49
+
+
+def test_auto_stride_is_shared_by_blended_styles():
+    big, small = torch.randn(1, 4, 100, 100), torch.randn(1, 4, 20, 20)
+    stat = MRF(stride=0)
+    t = stat.blend([stat.accumulate(big), stat.accumulate(small)], [0.5, 0.5])
+    from impasto.losses.mrf import PatchTarget
+
+    pt = PatchTarget.from_stats(t)
+    assert pt.stride == 2 and len(pt) == 49 * 49 + 9 * 9

@@ -28,12 +28,25 @@ from torch import Tensor
 from ..errors import UsageError
 from .statistics import EPS, Stats, StyleStatistic, normalised_blend, register_statistic, statistic_names
 
-__all__ = ["PatchTarget", "extract_patches", "build_target", "match", "mrf_loss", "auto_chunk", "MRF", "DEFAULT_BUDGET"]
+__all__ = ["PatchTarget", "extract_patches", "build_target", "match", "mrf_loss", "auto_chunk", "auto_stride", "MRF", "DEFAULT_BUDGET", "AUTO_PATCHES"]
 
 #: working memory of the score matrix (bytes) when ``chunk`` is not given, on the CPU
 DEFAULT_BUDGET = 256 * 2**20
 #: float32 candidates kept per generated patch before the exact decision
 CANDIDATES = 4
+#: stride 0 (auto): the smallest stride that leaves at most this many of a style layer's patches
+AUTO_PATCHES = 8192
+
+
+def auto_stride(hw: Sequence[int], size: int = 3, limit: int = AUTO_PATCHES) -> int:
+    """The patch stride ``stride=0`` stands for: the smallest that leaves at most ``limit``
+    ``size x size`` patches of an ``hw`` feature map. Matching costs generated x style patches,
+    so this bounds the cost per layer; 1 for the small maps of coarse scales."""
+    h, w = int(hw[0]), int(hw[1])
+    stride = 1
+    while ((h - size) // stride + 1) * ((w - size) // stride + 1) > limit and stride < max(h, w):
+        stride += 1
+    return stride
 
 
 def extract_patches(features: Tensor, size: int = 3, stride: int = 1) -> Tensor:
@@ -136,10 +149,14 @@ def build_target(
     (1xSxHxW semantic channels, any size) is concatenated to the features times ``guide_weight``
     before extraction, so matching sees it. ``rotations`` (0..3) adds the map rotated by 90, 180
     and 270 degrees; ``scales`` adds the map resized by each factor (bilinear); the patches of
-    all of them are pooled. Every patch gets the weight ``weight``.
+    all of them are pooled. Every patch gets the weight ``weight``. ``stride`` 0: ``auto_stride``
+    of the feature map (the generated patches use the target's stride too).
     """
     if features.dim() != 4 or features.shape[0] != 1:
         raise ValueError(f"build_target: expected 1xCxHxW features, got shape {tuple(features.shape)}")
+    if stride < 0:
+        raise ValueError(f"build_target: stride must be >= 0 (0 = auto), got {stride}")
+    stride = int(stride) or auto_stride(features.shape[-2:], size)
     if not 0 <= int(rotations) <= 3:
         raise ValueError(f"build_target: rotations must be in 0..3, got {rotations}")
     if any(not (s > 0 and math.isfinite(s)) for s in scales):
@@ -367,8 +384,8 @@ class MRF(StyleStatistic):
     mergeable: ClassVar[bool] = False
 
     def __init__(self, size: int = 3, stride: int = 1, rotations: int = 0, scales: Sequence[float] = (), chunk: int | None = None, variety: float = 0.0) -> None:
-        if size < 1 or stride < 1:
-            raise ValueError(f"mrf: size and stride must be >= 1, got {size} and {stride}")
+        if size < 1 or stride < 0:
+            raise ValueError(f"mrf: size must be >= 1 and stride >= 0 (0 = auto), got {size} and {stride}")
         if not 0 <= rotations <= 3:
             raise ValueError(f"mrf: rotations must be in 0..3, got {rotations}")
         if chunk is not None and chunk < 1:
@@ -396,12 +413,15 @@ class MRF(StyleStatistic):
                 params=("patch_size", "edge"),
             )
 
-    def target(self, stats: Stats, weight: float = 1.0) -> PatchTarget:
-        """The patch target of one style's statistics (every sample of its batch pooled)."""
+    def target(self, stats: Stats, weight: float = 1.0, stride: int | None = None) -> PatchTarget:
+        """The patch target of one style's statistics (every sample of its batch pooled); ``stride``
+        overrides the statistic's (as ``blend`` does to give every style one stride)."""
         f, m = stats["features"], stats["mask"]
         self._check(f)
+        stride = self.stride if stride is None else stride
+        stride = stride or auto_stride(f.shape[-2:], self.size)
         parts = [
-            build_target(f[i : i + 1], size=self.size, stride=self.stride, mask=m[i : i + 1] if m.numel() else None,
+            build_target(f[i : i + 1], size=self.size, stride=stride, mask=m[i : i + 1] if m.numel() else None,
                          rotations=self.rotations, scales=self.scales, weight=weight)
             for i in range(f.shape[0])
         ]
@@ -412,7 +432,9 @@ class MRF(StyleStatistic):
         ``w_i * N / N_i`` (N_i its style's patches, N all), so each style's share is ``w_i``
         whatever its patch count, and the mean weight is 1."""
         ws = normalised_blend(weights)
-        parts = [(self.target(s), w) for s, w in zip(stats, ws) if w > 0]
+        used = [s for s, w in zip(stats, ws) if w > 0]
+        stride = self.stride or max(auto_stride(s["features"].shape[-2:], self.size) for s in used)  # pooled patches share one stride
+        parts = [(self.target(s, stride=stride), w) for s, w in zip(stats, ws) if w > 0]
         nonempty = [(t, w) for t, w in parts if len(t)]
         if not nonempty:
             return parts[0][0].to_stats()

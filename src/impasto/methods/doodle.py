@@ -48,7 +48,7 @@ class DoodleConfig:
     style_layers: str = field(default="relu3_1,relu4_1", metadata=_h("layers whose patches are matched", metavar="LAYERS"))
     content_layer: str = field(default="relu4_2", metadata=_h("layer of the content loss (with a photo)"))
     patch_size: int = field(default=3, metadata=_h("patch side in feature pixels"))
-    patch_stride: int = field(default=1, metadata=_h("stride between the painting's patches (2 = a quarter of them: faster, coarser)"))
+    patch_stride: int = field(default=0, metadata=_h("step between patches in feature pixels (2 = a quarter of them: faster, coarser; 0 = auto: the smallest step leaving at most 8192 of the painting's patches per layer, i.e. 1 at the coarse scales and 2 at 512 px)"))
     variety: float = field(default=0.0, metadata=_h("prefer patches not used yet (0 = off; 0.1-1 spreads the painting's patches more evenly)"))
     edge: int = field(default=512, metadata=_h("longest side of the output in px (the target map's aspect ratio)"))
     scales: str = field(default="auto", metadata=_h("coarse-to-fine edges, e.g. 128,256,512; 'auto' = halve --edge down to 128", metavar="EDGES"))
@@ -72,7 +72,7 @@ class DoodleConfig:
             (self.content_weight >= 0, "content_weight", f"content_weight must be >= 0, got {self.content_weight}"),
             (self.tv_weight >= 0, "tv_weight", f"tv_weight must be >= 0, got {self.tv_weight}"),
             (self.patch_size >= 1 and self.patch_size % 2 == 1, "patch_size", f"patch_size must be an odd number >= 1, got {self.patch_size}"),
-            (self.patch_stride >= 1, "patch_stride", f"patch_stride must be >= 1, got {self.patch_stride}"),
+            (self.patch_stride >= 0, "patch_stride", f"patch_stride must be >= 0 (0 = auto), got {self.patch_stride}"),
             (self.variety >= 0, "variety", f"variety must be >= 0, got {self.variety}"),
             (self.edge >= 16, "edge", f"edge must be >= 16 px, got {self.edge}"),
             (self.iterations >= 0, "iterations", f"iterations must be >= 0, got {self.iterations}"),
