@@ -23,6 +23,10 @@ from typing import NoReturn
 import pytest
 import torch
 
+# precision "auto" follows the CPU (bfloat16 where it has AVX512-BF16/AMX): the suite runs float32
+# on every machine, and tests/test_precision.py covers bfloat16 and the auto policy explicitly
+os.environ["IMPASTO_CPU_BF16"] = "0"
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 

@@ -133,6 +133,10 @@ class FeatureExtractor(nn.Module):
         self.bgr = pre.channel_order.upper() == "BGR"
         self.requires_grad_(False)
         self.eval()
+        #: bfloat16: the stages run under autocast (features come back float32); None: float32
+        self.compute_dtype: torch.dtype | None = None
+        #: activations in channels-last layout: None = automatic (see ``_use_channels_last``)
+        self.channels_last: bool | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -146,7 +150,7 @@ class FeatureExtractor(nn.Module):
         parts = (
             self.spec.name, self.weights_id, self.pooling, tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist()),
             self.scale, self.bgr, current_padding(self), str(param.dtype if param is not None else None), str(self.mean.device),
-        )
+        ) + ((str(self.compute_dtype),) if self.compute_dtype is not None else ())
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
     @property
@@ -178,11 +182,16 @@ class FeatureExtractor(nn.Module):
     def iter_stages(self, image: torch.Tensor, layers: Iterable[str]) -> Iterator[tuple[str, torch.Tensor]]:
         """``(stage name, activation)`` of every stage from the first to the deepest needed for
         ``layers``, in order (memory probes, inspection)."""
+        from ..precision import autocast
+
         last = self.depth(layers)
         x = self.preprocess(image)
+        if self._use_channels_last(x):  # the same layout (and so the same numbers) as forward
+            x = x.contiguous(memory_format=torch.channels_last)
         for i, (stage_name, module) in enumerate(zip(self._stage_names, self.stages)):
-            x = module(x)
-            yield stage_name, x
+            with autocast(x.device, self.compute_dtype):
+                x = module(x)
+            yield stage_name, x.float()
             if i >= last:
                 break
 
@@ -202,7 +211,10 @@ class FeatureExtractor(nn.Module):
         return (x - self.mean) / self.std
 
     def forward(self, image: torch.Tensor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:  # type: ignore[override]
-        """Activations of ``layers`` (default: all requested at construction)."""
+        """Activations of ``layers`` (default: all requested at construction), float32 (computed in
+        ``compute_dtype`` when set)."""
+        from ..precision import autocast
+
         if image.dim() != 4 or image.shape[1] != 3:
             raise UsageError(f"encoder input must be Bx3xHxW, got {tuple(image.shape)}")
         wanted = self.layers if layers is None else tuple(layers)
@@ -214,13 +226,35 @@ class FeatureExtractor(nn.Module):
         last = max(self._stage_names.index(s) for s in by_stage)
         out: dict[str, torch.Tensor] = {}
         x = self.preprocess(image)
-        for i, (stage_name, module) in enumerate(zip(self._stage_names, self.stages)):
-            x = module(x)
-            for name in by_stage.get(stage_name, ()):
-                out[name] = x
-            if i >= last:
-                break
-        return out
+        if self._use_channels_last(x):
+            x = x.contiguous(memory_format=torch.channels_last)
+        kept = True  # whether the current x is one of the outputs (then it must not change in place)
+        with autocast(x.device, self.compute_dtype):
+            for i, (stage_name, module) in enumerate(zip(self._stage_names, self.stages)):
+                if not kept and type(module) is nn.ReLU and isinstance(self.stages[i - 1], nn.Conv2d):
+                    x = torch.relu_(x)  # a convolution's backward needs its input, not its output
+                else:
+                    x = module(x)
+                names = by_stage.get(stage_name, ())
+                for name in names:
+                    out[name] = x
+                kept = bool(names)
+                if i >= last:
+                    break
+        return {k: v.float() for k, v in out.items()} if self.compute_dtype is not None else out
+
+    def _use_channels_last(self, x: torch.Tensor) -> bool:
+        """Channels-last activations for VGG on a CPU (oneDNN's faster layout; measured at
+        512x384, VGG19 to relu5_1, forward + backward on 2 cores: fp32 1.91 -> 1.48 s with reflect
+        padding, 1.82 -> 1.59 s with zeros; bf16 0.97 -> 0.84 s with reflect, but 0.83 -> 1.11 s
+        with zeros, so not there). ``channels_last`` set to True/False overrides."""
+        if self.channels_last is not None:
+            return bool(self.channels_last)
+        if x.device.type != "cpu" or "vgg" not in self.spec.name:
+            return False
+        from .padding import current_padding
+
+        return not (self.compute_dtype is not None and current_padding(self) == "zeros")
 
 
 def unknown_layer_message(name: str, encoder: str, known: Sequence[str]) -> str:

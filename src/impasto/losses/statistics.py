@@ -136,6 +136,10 @@ class Gram(StyleStatistic):
     description = "Gram matrix (Gatys)"
 
     def accumulate(self, features: torch.Tensor, mask: torch.Tensor | None = None, params: torch.Tensor | None = None) -> Stats:
+        if mask is None and features.dim() == 4 and not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
+            b, c = features.shape[:2]
+            x = features.permute(0, 2, 3, 1).reshape(b, -1, c)  # channels-last: a view, no copy
+            return {"n": torch.full((b,), float(x.shape[1]), device=x.device), "s1": x.sum(1), "s2": torch.bmm(x.transpose(1, 2), x)}
         f, _w, fw, sums = pixel_sums(features, mask)
         sums["s2"] = torch.bmm(fw, f.transpose(1, 2))
         return sums

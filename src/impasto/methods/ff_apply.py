@@ -29,6 +29,7 @@ from .ff_export import export_model, read_onnx_meta
 from .ff_model import load_model, resolve_model_path
 from .ff_styles import model_styles, parse_style_mix, parse_weights, style_choice
 from .ff_tiling import OnnxRunner, TorchRunner, auto_tile, stylise_tensor
+from ..precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, is_precision, normalise_precision, precision_name
 from .registry import Input
 from .result import Result
 
@@ -36,7 +37,6 @@ __all__ = ["ApplyConfig", "ApplyResult", "ApplyMethod", "ModelSession", "COLOR_M
 
 COLOR_MODES = ("none", "luminance", "histogram")
 RUNTIMES = ("auto", "torch", "onnx")
-PRECISIONS = ("float32", "bfloat16")
 OUTPUT_FORMATS = ("png", "jpg", "webp", "tif")
 
 
@@ -59,7 +59,7 @@ class ApplyConfig:
     runtime: str = field(default="auto", metadata=_h("inference engine: torch, onnx (ONNX Runtime on the CPU), auto (onnx for .onnx files, else torch)", choices=RUNTIMES))
     device: str = field(default=DEFAULT_DEVICE, metadata=_h("torch runtime device: cpu, auto, cuda, cuda:N, mps"))
     channels_last: bool = field(default=False, metadata=_h("torch runtime: channels-last memory format (try it on GPUs; slower on CPUs here)"))
-    precision: str = field(default="float32", metadata=_h("torch runtime: bfloat16 runs the network's convolutions in bfloat16 (about 2x faster on CPUs with AVX512-BF16 or AMX, and on GPUs; colours may shift by about 1%%)", choices=PRECISIONS))
+    precision: str = field(default=DEFAULT_PRECISION, metadata=_h("torch runtime: " + PRECISION_HELP, choices=PRECISIONS))
     seed: int = field(default=0, metadata=_h("noise seed for texture networks (different seeds, different textures)"))
     style_index: int = field(default=0, metadata=_h("multi-style models: which style (0-based; the model file lists them: impasto apply MODEL --list-styles)", metavar="K"))
     style_mix: str = field(default="", metadata=_h("multi-style models: interpolate styles, INDEX_OR_NAME:WEIGHT,... e.g. 0:0.3,2:0.7 (weights are normalised)", metavar="MIX"))
@@ -87,8 +87,8 @@ class ApplyConfig:
             (self.stats_edge == 0 or self.stats_edge >= 16, "stats_edge", f"stats_edge must be 0 (exact) or >= 16 px, got {self.stats_edge}"),
             (self.preserve_colors in COLOR_MODES, "preserve_colors", f"preserve_colors {self.preserve_colors!r}: choose from {', '.join(COLOR_MODES)}"),
             (self.runtime in RUNTIMES, "runtime", f"runtime {self.runtime!r}: choose from {', '.join(RUNTIMES)}"),
-            (self.precision in PRECISIONS, "precision", f"precision {self.precision!r}: choose from {', '.join(PRECISIONS)}"),
-            (self.precision == "float32" or self.runtime != "onnx", ("precision", "runtime"), "precision bfloat16 needs runtime torch"),
+            (is_precision(self.precision), "precision", f"precision {self.precision!r}: choose from {', '.join(PRECISIONS)}"),
+            (not is_precision(self.precision) or normalise_precision(self.precision) != "bf16" or self.runtime != "onnx", ("precision", "runtime"), "precision bf16 needs runtime torch"),
             (self.format in OUTPUT_FORMATS, "format", f"format {self.format!r}: choose from {', '.join(OUTPUT_FORMATS)}"),
             (self.bit_depth in (8, 16), "bit_depth", f"bit_depth must be 8 or 16, got {self.bit_depth}"),
             (self.bit_depth == 8 or self.format in ("png", "tif"), ("bit_depth", "format"), "bit_depth 16 needs format png or tif"),
@@ -98,6 +98,7 @@ class ApplyConfig:
             (self.style_edge == 0 or self.style_edge >= 16, "style_edge", f"style_edge must be 0 (as is) or >= 16 px, got {self.style_edge}"),
         ])
         parse_size(self.size)
+        object.__setattr__(self, "precision", normalise_precision(self.precision))  # float32/bfloat16 are accepted spellings
         parse_style_mix(self.style_mix)
         parse_weights(self.style_weights)
 
@@ -279,6 +280,7 @@ class ModelSession:
             "steps": self.meta.get("steps"),
             "licence": self.meta.get("licence", ""),
             "runtime": self.runtime,
+            "precision": precision_name(getattr(self.runner, "autocast", None)),
             "strength": config.strength,
             "preserve_colors": config.preserve_colors,
             **styles,

@@ -26,6 +26,7 @@ import torch
 
 from ..errors import ConfigError, ModelFileError, UsageError
 from ..nets.protocol import pad_to
+from ..precision import resolve_precision
 from ..nets.streaming import NormStreamer, Sums, core_sums, finish_moments, receptive_radius
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class TorchRunner:
         self.net.to(device=self.device, memory_format=self.memory_format)
         self.seed = config.seed
         self.style: Any = None  # what the network's prepare_style made (multi-style, AdaIN)
-        self.autocast = torch.bfloat16 if getattr(config, "precision", "float32") == "bfloat16" else None
+        self.autocast = resolve_precision(getattr(config, "precision", "fp32"), self.device, getattr(model, "arch", None))  # bfloat16 or None
 
     @property
     def multiple(self) -> int:

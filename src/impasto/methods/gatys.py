@@ -24,6 +24,7 @@ from ..losses import STYLE_LOSSES, PerceptualLoss
 from ..losses.statistics import statistic_names, unknown_statistic_message
 from ..optim.options import LoopOptions, TilingOptions
 from ..optim.pixel import OPTIMIZERS, PixelLoopResult, optimise_pixels
+from ..precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, encoder_precision, is_precision, precision_name, resolve_precision
 from ..progress import Event, MessageEvent, SnapshotEvent, StageEvent, emit
 from .gatys_state import ResumePoint, StyleCache
 
@@ -141,7 +142,7 @@ class GatysConfig:
     style_layers: str = field(default="", metadata=_h("style layers, e.g. relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 or relu1_1:0.2,...; empty = the encoder's preset", metavar="LAYERS"))
     style_loss: str = field(default="gram", metadata=_h("style statistic: gram (Gatys), mean_std (AdaIN), wasserstein (Gaussian W2), sliced_wasserstein (Heitz et al. 2021), mrf (nearest style patches, CNNMRF; style layers default to relu3_1 and relu4_1)", choices=STYLE_LOSSES))
     patch_size: int = field(default=3, metadata=_h("mrf: patch side in feature pixels"))
-    patch_stride: int = field(default=1, metadata=_h("mrf: step between patches in feature pixels (2 = a quarter of the patches: faster, coarser)"))
+    patch_stride: int = field(default=0, metadata=_h("mrf: step between patches in feature pixels (2 = a quarter of the patches: faster, coarser; 0 = auto: the smallest step leaving at most 8192 of the painting's patches per layer, i.e. 1 up to about 350 px and 2 at 512 px)"))
     patch_rotations: int = field(default=0, metadata=_h("mrf: also match the style's patches rotated by 90, 180, 270 degrees: 0..3 extra rotations"))
     patch_scales: str = field(default="", metadata=_h("mrf: also match the style's patches at these relative sizes, e.g. 0.8,1.25", metavar="F,F,..."))
     variety: float = field(default=0.0, metadata=_h("mrf: prefer style patches used less often (0 = plain nearest patch; e.g. 0.2)"))
@@ -163,6 +164,7 @@ class GatysConfig:
     padding: str = field(default="reflect", metadata=_h("how the encoder's convolutions see past the image border: reflect (no frame along the borders), replicate, or zeros (as trained; leaves a smooth, brighter band along the borders)", choices=PADDINGS))
     seed: int = field(default=0, metadata=_h("random seed: same seed, same device -> same output"))
     device: str = field(default=DEFAULT_DEVICE, metadata=_h("compute device: auto, cpu, cuda, cuda:N, mps"))
+    precision: str = field(default=DEFAULT_PRECISION, metadata=_h(PRECISION_HELP, choices=PRECISIONS))
     save_every: int = field(default=0, metadata=_h("write a snapshot every N iterations (0 = never)", metavar="N"))
     early_stop: float = field(default=0.0, metadata=_h("stop a scale when the loss changes less than this fraction over --patience steps (e.g. 0.001); 0 = off"))
     patience: int = field(default=50, metadata=_h("window (steps) for --early-stop"))
@@ -193,13 +195,14 @@ class GatysConfig:
             # the registry as it is now: a statistic registered after import is a valid choice
             (self.style_loss in statistic_names(), "style_loss", unknown_statistic_message(self.style_loss)),
             (self.patch_size >= 1, "patch_size", f"patch_size must be >= 1, got {self.patch_size}"),
-            (self.patch_stride >= 1, "patch_stride", f"patch_stride must be >= 1, got {self.patch_stride}"),
+            (self.patch_stride >= 0, "patch_stride", f"patch_stride must be >= 0 (0 = auto), got {self.patch_stride}"),
             (0 <= self.patch_rotations <= 3, "patch_rotations", f"patch_rotations must be in 0..3, got {self.patch_rotations}"),
             (self.variety >= 0, "variety", f"variety must be >= 0, got {self.variety}"),
             (self.preserve_colors in COLOR_MODES, "preserve_colors", f"preserve_colors must be one of {', '.join(COLOR_MODES)}, got {self.preserve_colors!r}"),
             (self.pooling in ("max", "avg"), "pooling", f"pooling must be max or avg, got {self.pooling!r}"),
             (self.padding in PADDINGS, "padding", f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}"),
         ])
+        check_rules([(is_precision(self.precision), "precision", f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")])
         parse_layers(self.content_layers)
         parse_layers(self.style_layers)
         parse_scales(self.scales)
@@ -361,7 +364,7 @@ def run(
     t0 = time.perf_counter()
     device = next((b.device for b in encoder.buffers()), torch.device("cpu"))
     torch.manual_seed(config.seed)
-    with padding_mode(encoder, config.padding):
+    with padding_mode(encoder, config.padding), encoder_precision(encoder, resolve_precision(config.precision, device, "gatys")):
         return _run(config, content, styles, encoder, callback, init_image, content_mask, style_cache, resume, t0, device, extra_loss)
 
 
@@ -472,6 +475,7 @@ def _run(config: GatysConfig, content: torch.Tensor, styles: Sequence[StyleInput
             "weights_kind": getattr(enc_w, "kind", None),
             "weights_sha256": getattr(enc_w, "sha256", None),
             "pooling": encoder.pooling,
+            "precision": precision_name(getattr(encoder, "compute_dtype", None)),
             "content_layers": loss.content_layers,
             "style_layers": loss.style_layers,
         },

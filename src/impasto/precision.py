@@ -1,0 +1,133 @@
+"""Compute precision: the one home of ``--precision auto|fp32|bf16``.
+
+``bf16`` runs convolutions and matrix products in bfloat16 (``torch.autocast``) while parameters,
+optimiser state, the image being optimised and the loss statistics stay float32. It pays where the
+hardware computes bfloat16 natively: CPUs with AVX512-BF16 or AMX, and CUDA GPUs with bfloat16
+support; emulated bfloat16 is slower than float32.
+
+``auto`` picks bf16 only where the hardware has it natively *and* the method passes the quality
+guard (network outputs within 1e-2 of fp32; an optimisation's final loss within 2 % of fp32):
+:data:`AUTO_BF16` says, per method, with the measurement. Optimisation (gatys, doodle) stays fp32
+under ``auto``: L-BFGS amplifies bfloat16's 2^-8 rounding like any tiny perturbation, so the final
+loss after 100 iterations moved by +1.5 % at 256 px but +5 % at 64 px (random VGG19), and the
+image is a different draw of the same texture (PSNR 22-27 dB against fp32; fp32 against itself
+with the photo perturbed by 1e-6 gives 24-28 dB, so no precision change can meet a 35 dB guard).
+``--precision bf16`` asks for it anyway (about 0.6x the time of fp32 on a CPU with AVX512-BF16).
+The guards are tested in tests/test_precision.py and measured at full size by
+benchmarks/bench_perf.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+
+import torch
+
+__all__ = ["PRECISIONS", "AUTO_BF16", "DEFAULT_PRECISION", "PRECISION_HELP", "normalise_precision", "is_precision", "cpu_bf16", "native_bf16", "resolve_precision", "autocast", "encoder_precision", "precision_name"]
+
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_PRECISION = "auto"
+#: the --help text of every --precision flag
+PRECISION_HELP = ("compute precision: bf16 runs convolutions in bfloat16 (faster on CPUs with AVX512-BF16 or AMX and on "
+                  "recent GPUs), fp32 in float32; auto = bf16 where the hardware has it natively and the method keeps its "
+                  "quality in bf16 (AdaIN, superres networks), fp32 otherwise")
+#: per method or network architecture: whether ``auto`` may pick bf16 (largest output difference
+#: from fp32 measured by benchmarks/bench_perf.py at full size: adain 1e-4, superres 1.6e-3 pass
+#: the 1e-2 guard; johnson and multistyle 3e-2 do not; optimisation: see the module docstring)
+AUTO_BF16: dict[str, bool] = {"adain": True, "superres": True}
+_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "fp32": "fp32", "bf16": "bf16", "auto": "auto"}
+
+
+def normalise_precision(name: str) -> str:
+    """``auto``, ``fp32`` or ``bf16`` (``float32``/``bfloat16`` accepted); ValueError otherwise."""
+    key = str(name).strip().lower()
+    if key not in _ALIASES:
+        raise ValueError(f"precision {name!r}: choose from {', '.join(PRECISIONS)}")
+    return _ALIASES[key]
+
+
+def is_precision(name: str) -> bool:
+    """Whether ``name`` is a precision (auto, fp32, bf16 or their long spellings)."""
+    try:
+        normalise_precision(name)
+    except ValueError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in its flags, and
+    PyTorch's oneDNN can use them). ``IMPASTO_CPU_BF16=0|1`` overrides the detection."""
+    import os
+
+    forced = os.environ.get("IMPASTO_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        return False
+    try:
+        onednn = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        onednn = False
+    return onednn and bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return cpu_bf16()
+    return False
+
+
+def resolve_precision(name: str, device: torch.device | str, method: str | None = None) -> torch.dtype | None:
+    """The autocast dtype for ``name`` on ``device``: ``torch.bfloat16`` or None (float32).
+    ``bf16`` is honoured on any CPU or CUDA device (emulated where not native); ``auto`` only
+    where native and :data:`AUTO_BF16` allows it for ``method`` (a method or architecture name).
+    Other devices (mps) run float32."""
+    device = torch.device(device)
+    choice = normalise_precision(name)
+    if choice == "fp32" or device.type not in ("cpu", "cuda"):
+        return None
+    if choice == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if AUTO_BF16.get(str(method), False) and native_bf16(device) else None
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device | str, dtype: torch.dtype | None) -> Iterator[None]:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; a no-op for None."""
+    device = torch.device(device)
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device.type, dtype=dtype):
+        yield
+
+
+@contextlib.contextmanager
+def encoder_precision(encoder: torch.nn.Module, dtype: torch.dtype | None) -> Iterator[torch.nn.Module]:
+    """Set a FeatureExtractor's ``compute_dtype`` for the duration of a ``with`` block (a shared
+    encoder is left as it was)."""
+    before = getattr(encoder, "compute_dtype", None)
+    encoder.compute_dtype = dtype  # type: ignore[assignment]
+    try:
+        yield encoder
+    finally:
+        encoder.compute_dtype = before  # type: ignore[assignment]
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``bf16`` or ``fp32`` (what a manifest records as the precision used)."""
+    return "bf16" if dtype == torch.bfloat16 else "fp32"
