@@ -12,17 +12,20 @@ from impasto.methods.ff_export import read_onnx_meta
 from impasto.methods.ff_model import load_model, model_payload, save_model
 from impasto.methods.superres_train import SuperResTrainConfig
 from impasto.nets import build_net
+from impasto.nets.superres import equalized_tail_scale
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.mark.parametrize("scale", [2, 4])
-def test_onnx_matches_torch_at_two_sizes(tmp_path, scale):
+@pytest.mark.parametrize(("scale", "end"), [(2, "original"), (4, "original"), (4, "trained")])
+def test_onnx_matches_torch_at_two_sizes(tmp_path, scale, end):
     torch.manual_seed(0)
-    net, config = build_net("superres", overrides={"scale": scale, "channels": 8, "n_res": 1})
+    # "trained": the output end the training recipe builds (linear last stage, scaled output conv)
+    extra = {"last_relu": False, "tail_scale": equalized_tail_scale(8)} if end == "trained" else {}
+    net, config = build_net("superres", overrides={"scale": scale, "channels": 8, "n_res": 1, **extra})
     with torch.no_grad():
-        torch.nn.init.normal_(net.tail.conv.weight, std=0.05)  # a visible detail branch
+        torch.nn.init.normal_(net.tail.conv.weight, std=0.05 / net.tail_scale)  # a visible detail branch
     model = tmp_path / "sr.pt"
     save_model(model, model_payload(net, "superres", config, SuperResTrainConfig(steps=1, scale=scale), {"name": "x", "sha256": None}, 1, {}))
     onnx_path = tmp_path / "sr.onnx"
