@@ -8,7 +8,23 @@ import subprocess
 import sys
 import time
 
-__all__ = ["run_child", "table", "fmt"]
+__all__ = ["run_child", "table", "fmt", "CHILD_TIMING"]
+
+#: source for child programs (after ``import torch``): ``peak_mb()`` (this process's peak RSS)
+#: and ``best(fn, repeat)`` (the fastest of ``repeat`` calls after one warm-up call)
+CHILD_TIMING = r"""
+import resource, time
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def best(fn, repeat):
+    fn()  # warm-up (oneDNN primitive creation, ONNX Runtime arena)
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+    return min(times)
+"""
 
 
 def run_child(child: str, case: dict, threads: int) -> dict:

@@ -24,7 +24,7 @@ import argparse
 import os
 import sys
 
-from _bench import fmt, run_child, table
+from _bench import CHILD_TIMING, fmt, run_child, table
 
 CHILD = r"""
 import json, resource, sys, tempfile, time
@@ -35,16 +35,8 @@ if args.get("tuned"):
 import torch
 torch.set_num_threads(int(sys.argv[2]))
 torch.set_flush_denormal(True)
+""" + CHILD_TIMING + r"""
 
-def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-def best(fn, repeat):
-    fn()  # warm-up (oneDNN primitive creation, ONNX Runtime arena)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
-    return min(times)
 
 def image(h, w):
     g = torch.Generator().manual_seed(0)

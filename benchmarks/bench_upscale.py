@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from _bench import fmt, run_child, table
+from _bench import CHILD_TIMING, fmt, run_child, table
 
 CHILD = r"""
 import json, resource, sys, time
@@ -24,16 +24,8 @@ args = json.loads(sys.argv[1])
 import torch
 torch.set_num_threads(int(sys.argv[2]))
 torch.set_flush_denormal(True)
+""" + CHILD_TIMING + r"""
 
-def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-def best(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
-    return min(times)
 
 def image(h, w):
     g = torch.Generator().manual_seed(0)
