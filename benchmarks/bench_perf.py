@@ -84,6 +84,13 @@ def precision_kwargs(cls: type, wanted: str) -> dict[str, str]:
     return {"precision": spelled if spelled in choices else wanted}
 
 
+def has_onnxruntime() -> bool:
+    """Whether ONNX Runtime is installed (the ``onnx`` extra): then ``--runtime onnx`` rows run too."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
 def is_fp32(kwargs: dict[str, str], method: str) -> bool:
     """Whether impasto runs ``method`` (gatys or a network architecture) in float32 at this
     precision setting (no option, fp32, or auto where impasto's policy keeps fp32)."""
@@ -201,12 +208,13 @@ def impasto_model_file(arch: str, folder: Path, quick: bool) -> Path:
     return save_model(folder / f"{arch}.pt", model_payload(net, arch, net_config, TrainConfig(steps=1), {"name": "random", "sha256": "0" * 64}, 1, {}, styles=styles))
 
 
-def impasto_apply(model: Path, precision: str, painting: Any = None) -> Callable[[Any], Any]:
+def impasto_apply(model: Path, precision: str, painting: Any = None, runtime: str = "auto") -> Callable[[Any], Any]:
     """``photo -> stylised`` through ModelSession + stylise_photo (the path of ``impasto apply``).
-    An AdaIN painting is encoded on every call, as the reference does."""
+    An AdaIN painting is encoded on every call, as the reference does. ``runtime="onnx"``: ONNX
+    Runtime on the model exported once when the session opens (``impasto apply --runtime onnx``)."""
     from impasto.methods.ff_apply import ApplyConfig, ModelSession, stylise_photo
 
-    config = ApplyConfig(device="cpu", **precision_kwargs(ApplyConfig, precision))
+    config = ApplyConfig(device="cpu", runtime=runtime, **(precision_kwargs(ApplyConfig, precision) if runtime != "onnx" else {"precision": "fp32"}))
     session = ModelSession(model, config, styles=[painting] if painting is not None else [])
 
     def apply(photo: Any) -> Any:
@@ -340,7 +348,7 @@ def case_net(case: dict) -> dict:
     else:
         net = ref.SuperResNet(4).eval()
         reference = lambda: net(photo)  # noqa: E731
-    apply = impasto_apply(model, case["precision"], painting)
+    apply = impasto_apply(model, case["precision"], painting, case.get("runtime", "auto"))
 
     def ref_call() -> Any:
         with torch.no_grad():
@@ -350,7 +358,7 @@ def case_net(case: dict) -> dict:
     result: dict[str, Any] = {"ref": a, "imp": b}
     from impasto.methods.ff_apply import ApplyConfig
 
-    if not is_fp32(precision_kwargs(ApplyConfig, case["precision"]), case["arch"]):
+    if case.get("runtime", "auto") != "onnx" and not is_fp32(precision_kwargs(ApplyConfig, case["precision"]), case["arch"]):
         y = apply(photo)
         y32 = impasto_apply(model, "fp32", painting)(photo)
         result["max_diff"] = float((y - y32).abs().max())
@@ -478,6 +486,9 @@ def main() -> None:
             res = run({"kind": "net", "arch": "johnson", "size": [s, s], "rounds": rounds})
             rows.append(ratio_row("Johnson inference", f"{s}x{s}", res, TARGETS["johnson"]))
             diffs.append(["johnson", f"{s}x{s}", res.get("error") or (f"{res['max_diff']:.2e}" if "max_diff" in res else "-")])
+            if has_onnxruntime():
+                res = run({"kind": "net", "arch": "johnson", "size": [s, s], "rounds": rounds, "runtime": "onnx"})
+                rows.append(ratio_row("Johnson inference, --runtime onnx", f"{s}x{s}", res, TARGETS["johnson"]))
         if "train" in only:
             px, b = (32, 2) if q else (256, 4)
             res = run({"kind": "train", "px": px, "batch": b, "style_px": 64 if q else 512, "rounds": rounds if q else 3})
@@ -492,6 +503,9 @@ def main() -> None:
                 what = f"{size[1]}x{size[0]}" + (f" -> {size[1] * 4}x{size[0] * 4}" if arch == "superres" else "") + (f", style {style_size[0]}" if style_size else "")
                 rows.append(ratio_row(label, what, res, TARGETS[arch]))
                 diffs.append([arch, what, res.get("error") or (f"{res['max_diff']:.2e}" if "max_diff" in res else "-")])
+                if arch == "superres" and has_onnxruntime():
+                    res = run({"kind": "net", "arch": arch, "size": list(size), "style_size": None, "rounds": rounds, "runtime": "onnx"})
+                    rows.append(ratio_row(label + ", --runtime onnx", what, res, TARGETS[arch]))
         table(f"impasto vs plain PyTorch, medians of interleaved runs (ratio = impasto / reference; {rounds} rounds)\n{header(args)}",
               ["workload", "size", "reference", "impasto", "ratio", "target", "met", "samples"], rows)
 
