@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,14 @@ def _texture(g: torch.Generator, size: int) -> torch.Tensor:
     for cells, amp in ((3, 1.0), (6, 0.5), (12, 0.25)):
         img += amp * F.interpolate(torch.rand(1, 3, cells, cells, generator=g) - 0.5, size=(size, size), mode="bicubic", align_corners=False)
     return torch.sigmoid(6.0 * img)
+
+
+def _photos(folder: Path, g: torch.Generator, count: int, size: int) -> Path:
+    """A folder of ``count`` textures of ``size`` px (training data)."""
+    folder.mkdir()
+    for i in range(count):
+        save_image(folder / f"{i}.png", _texture(g, size))
+    return folder
 
 
 @pytest.mark.parametrize("end", sorted(ENDS))
@@ -157,10 +166,7 @@ def test_cli_trains_a_model_that_upscales(tmp_path, capsys):
     """`impasto train --arch superres` runs from photos alone and its model upscales by its scale.
     (That a few hundred CPU steps beat bicubic: test_superres_training.py.)"""
     g = torch.Generator().manual_seed(0)
-    data = tmp_path / "photos"
-    data.mkdir()
-    for i in range(4):
-        save_image(data / f"{i}.png", _texture(g, 48))
+    data = _photos(tmp_path / "photos", g, 4, 48)
     run = tmp_path / "run"
     args = ["-q", "train", "--arch", "superres", "--scale", "4", "--data", str(data), "-o", str(run), "--steps", "3", "--encoder", "tiny_vgg",
             "--weights", "random", "--train-size", "32", "--batch-size", "2", "--workers", "0"]
@@ -184,10 +190,7 @@ def test_resume_refuses_a_checkpoint_of_the_original_output_end(tmp_path):
     from impasto.methods.superres_train import train_superres
 
     g = torch.Generator().manual_seed(0)
-    data = tmp_path / "photos"
-    data.mkdir()
-    for i in range(2):
-        save_image(data / f"{i}.png", _texture(g, 32))
+    data = _photos(tmp_path / "photos", g, 2, 32)
     run = tmp_path / "run"
     common = {"encoder": "tiny_vgg", "weights": "random", "train_size": 16, "batch_size": 1, "sr_channels": 4, "sr_blocks": 0, "workers": 0, "preview_every": 0, "scale": 2}
     train_superres(None, data, out_dir=run, steps=1, sr_legacy_tail=True, **common)

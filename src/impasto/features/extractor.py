@@ -185,9 +185,7 @@ class FeatureExtractor(nn.Module):
         from ..precision import autocast
 
         last = self.depth(layers)
-        x = self.preprocess(image)
-        if self._use_channels_last(x):  # the same layout (and so the same numbers) as forward
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._input(image)  # the same layout (and so the same numbers) as forward
         for i, (stage_name, module) in enumerate(zip(self._stage_names, self.stages)):
             with autocast(x.device, self.compute_dtype):
                 x = module(x)
@@ -225,9 +223,7 @@ class FeatureExtractor(nn.Module):
             by_stage.setdefault(self._targets[name], []).append(name)
         last = max(self._stage_names.index(s) for s in by_stage)
         out: dict[str, torch.Tensor] = {}
-        x = self.preprocess(image)
-        if self._use_channels_last(x):
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._input(image)
         kept = True  # whether the current x is one of the outputs (then it must not change in place)
         with autocast(x.device, self.compute_dtype):
             for i, (stage_name, module) in enumerate(zip(self._stage_names, self.stages)):
@@ -242,6 +238,11 @@ class FeatureExtractor(nn.Module):
                 if i >= last:
                     break
         return {k: v.float() for k, v in out.items()} if self.compute_dtype is not None else out
+
+    def _input(self, image: torch.Tensor) -> torch.Tensor:
+        """The preprocessed image in the layout the stages run in."""
+        x = self.preprocess(image)
+        return x.contiguous(memory_format=torch.channels_last) if self._use_channels_last(x) else x
 
     def _use_channels_last(self, x: torch.Tensor) -> bool:
         """Channels-last activations for VGG on a CPU (oneDNN's faster layout; measured at

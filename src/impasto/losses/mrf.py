@@ -432,9 +432,9 @@ class MRF(StyleStatistic):
         ``w_i * N / N_i`` (N_i its style's patches, N all), so each style's share is ``w_i``
         whatever its patch count, and the mean weight is 1."""
         ws = normalised_blend(weights)
-        used = [s for s, w in zip(stats, ws) if w > 0]
-        stride = self.stride or max(auto_stride(s["features"].shape[-2:], self.size) for s in used)  # pooled patches share one stride
-        parts = [(self.target(s, stride=stride), w) for s, w in zip(stats, ws) if w > 0]
+        used = [(s, w) for s, w in zip(stats, ws) if w > 0]
+        stride = self.stride or max(auto_stride(s["features"].shape[-2:], self.size) for s, _ in used)  # pooled patches share one stride
+        parts = [(self.target(s, stride=stride), w) for s, w in used]
         nonempty = [(t, w) for t, w in parts if len(t)]
         if not nonempty:
             return parts[0][0].to_stats()

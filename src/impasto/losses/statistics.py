@@ -69,7 +69,10 @@ def pixel_sums(features: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch
     BxCxN, ``w`` the mask as Bx1xN (or None), ``fw = f * w``, ``n`` the (weighted) pixel count and
     ``s1`` the weighted feature sum."""
     b, c = features.shape[:2]
-    f = features.reshape(b, c, -1)
+    if features.dim() == 4 and not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
+        f = features.permute(0, 2, 3, 1).reshape(b, -1, c).transpose(1, 2)  # channels-last: a view, no copy
+    else:
+        f = features.reshape(b, c, -1)
     w = None if mask is None else mask_like(mask, features).reshape(b, 1, -1)
     n = torch.full((b,), float(f.shape[-1]), device=f.device) if w is None else w.sum((1, 2))
     fw = f if w is None else f * w
@@ -136,10 +139,6 @@ class Gram(StyleStatistic):
     description = "Gram matrix (Gatys)"
 
     def accumulate(self, features: torch.Tensor, mask: torch.Tensor | None = None, params: torch.Tensor | None = None) -> Stats:
-        if mask is None and features.dim() == 4 and not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
-            b, c = features.shape[:2]
-            x = features.permute(0, 2, 3, 1).reshape(b, -1, c)  # channels-last: a view, no copy
-            return {"n": torch.full((b,), float(x.shape[1]), device=x.device), "s1": x.sum(1), "s2": torch.bmm(x.transpose(1, 2), x)}
         f, _w, fw, sums = pixel_sums(features, mask)
         sums["s2"] = torch.bmm(fw, f.transpose(1, 2))
         return sums

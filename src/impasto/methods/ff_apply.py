@@ -24,12 +24,12 @@ from ..config import check_rules, config_from_mapping, config_to_dict
 from ..errors import ConfigError, ImageError, ModelFileError, OutputError, UsageError
 from ..features import DEFAULT_DEVICE
 from ..image.io import DEFAULT_MAX_PIXELS
+from ..precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, is_precision, normalise_precision, precision_name
 from ..progress import Event, MessageEvent, StageEvent, StepEvent, emit
 from .ff_export import export_model, read_onnx_meta
 from .ff_model import load_model, resolve_model_path
 from .ff_styles import model_styles, parse_style_mix, parse_weights, style_choice
 from .ff_tiling import OnnxRunner, TorchRunner, auto_tile, stylise_tensor
-from ..precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, is_precision, normalise_precision, precision_name
 from .registry import Input
 from .result import Result
 
@@ -88,7 +88,7 @@ class ApplyConfig:
             (self.preserve_colors in COLOR_MODES, "preserve_colors", f"preserve_colors {self.preserve_colors!r}: choose from {', '.join(COLOR_MODES)}"),
             (self.runtime in RUNTIMES, "runtime", f"runtime {self.runtime!r}: choose from {', '.join(RUNTIMES)}"),
             (is_precision(self.precision), "precision", f"precision {self.precision!r}: choose from {', '.join(PRECISIONS)}"),
-            (not is_precision(self.precision) or normalise_precision(self.precision) != "bf16" or self.runtime != "onnx", ("precision", "runtime"), "precision bf16 needs runtime torch"),
+            (self.precision not in ("bf16", "bfloat16") or self.runtime != "onnx", ("precision", "runtime"), "precision bf16 needs runtime torch"),
             (self.format in OUTPUT_FORMATS, "format", f"format {self.format!r}: choose from {', '.join(OUTPUT_FORMATS)}"),
             (self.bit_depth in (8, 16), "bit_depth", f"bit_depth must be 8 or 16, got {self.bit_depth}"),
             (self.bit_depth == 8 or self.format in ("png", "tif"), ("bit_depth", "format"), "bit_depth 16 needs format png or tif"),

@@ -26,8 +26,8 @@ import torch
 
 from ..errors import ConfigError, ModelFileError, UsageError
 from ..nets.protocol import pad_to
-from ..precision import resolve_precision
 from ..nets.streaming import NormStreamer, Sums, core_sums, finish_moments, receptive_radius
+from ..precision import resolve_precision
 
 if TYPE_CHECKING:
     from .ff_apply import ApplyConfig

@@ -201,8 +201,8 @@ class GatysConfig:
             (self.preserve_colors in COLOR_MODES, "preserve_colors", f"preserve_colors must be one of {', '.join(COLOR_MODES)}, got {self.preserve_colors!r}"),
             (self.pooling in ("max", "avg"), "pooling", f"pooling must be max or avg, got {self.pooling!r}"),
             (self.padding in PADDINGS, "padding", f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}"),
+            (is_precision(self.precision), "precision", f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
         ])
-        check_rules([(is_precision(self.precision), "precision", f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")])
         parse_layers(self.content_layers)
         parse_layers(self.style_layers)
         parse_scales(self.scales)
