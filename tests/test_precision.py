@@ -37,6 +37,15 @@ def test_names_and_spellings() -> None:
         P.normalise_precision("half")
     with pytest.raises(ConfigError, match=r"precision must be one of auto, fp32, bf16, got 'half'"):
         GatysConfig(precision="half")
+    assert all(P.is_precision(c) for c in P.PRECISION_CHOICES) and {"float32", "bfloat16"} <= set(P.PRECISION_CHOICES)
+
+
+def test_cli_takes_the_long_spellings(capsys) -> None:
+    """``--precision bfloat16`` (the spelling earlier releases took) still parses, and means bf16."""
+    from impasto.cli.main import main
+
+    assert main(["apply", "missing-model", "photo.jpg", "--precision", "bfloat16", "--runtime", "onnx"]) == 2
+    assert capsys.readouterr().err.strip() == "impasto: error: --precision bf16 needs --runtime torch"
 
 
 def test_the_suite_runs_fp32_and_auto_follows_the_cpu(native_bf16, monkeypatch) -> None:

@@ -25,10 +25,12 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["PRECISIONS", "AUTO_BF16", "DEFAULT_PRECISION", "PRECISION_HELP", "normalise_precision", "is_precision", "cpu_bf16", "native_bf16", "resolve_precision", "autocast", "encoder_precision", "precision_name"]
+__all__ = ["PRECISIONS", "PRECISION_CHOICES", "AUTO_BF16", "DEFAULT_PRECISION", "PRECISION_HELP", "normalise_precision", "is_precision", "cpu_bf16", "native_bf16", "resolve_precision", "autocast", "encoder_precision", "precision_name"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_PRECISION = "auto"
+#: what ``--precision`` accepts: the names and the long spellings earlier releases took
+PRECISION_CHOICES = PRECISIONS + ("float32", "bfloat16")
 #: the --help text of every --precision flag
 PRECISION_HELP = ("compute precision: bf16 runs convolutions in bfloat16 (faster on CPUs with AVX512-BF16 or AMX and on "
                   "recent GPUs), fp32 in float32; auto = bf16 where the hardware has it natively and the method keeps its "

@@ -24,7 +24,7 @@ from ..config import check_rules, config_from_mapping, config_to_dict
 from ..errors import ConfigError, ImageError, ModelFileError, OutputError, UsageError
 from ..features import DEFAULT_DEVICE
 from ..image.io import DEFAULT_MAX_PIXELS
-from ..precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, is_precision, normalise_precision, precision_name
+from ..precision import DEFAULT_PRECISION, PRECISION_CHOICES, PRECISION_HELP, PRECISIONS, is_precision, normalise_precision, precision_name
 from ..progress import Event, MessageEvent, StageEvent, StepEvent, emit
 from .ff_export import export_model, read_onnx_meta
 from .ff_model import load_model, resolve_model_path
@@ -59,7 +59,7 @@ class ApplyConfig:
     runtime: str = field(default="auto", metadata=_h("inference engine: torch, onnx (ONNX Runtime on the CPU), auto (onnx for .onnx files, else torch)", choices=RUNTIMES))
     device: str = field(default=DEFAULT_DEVICE, metadata=_h("torch runtime device: cpu, auto, cuda, cuda:N, mps"))
     channels_last: bool = field(default=False, metadata=_h("torch runtime: channels-last memory format (try it on GPUs; slower on CPUs here)"))
-    precision: str = field(default=DEFAULT_PRECISION, metadata=_h("torch runtime: " + PRECISION_HELP, choices=PRECISIONS))
+    precision: str = field(default=DEFAULT_PRECISION, metadata=_h("torch runtime: " + PRECISION_HELP, choices=PRECISION_CHOICES))
     seed: int = field(default=0, metadata=_h("noise seed for texture networks (different seeds, different textures)"))
     style_index: int = field(default=0, metadata=_h("multi-style models: which style (0-based; the model file lists them: impasto apply MODEL --list-styles)", metavar="K"))
     style_mix: str = field(default="", metadata=_h("multi-style models: interpolate styles, INDEX_OR_NAME:WEIGHT,... e.g. 0:0.3,2:0.7 (weights are normalised)", metavar="MIX"))

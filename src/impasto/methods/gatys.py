@@ -24,7 +24,7 @@ from ..losses import STYLE_LOSSES, PerceptualLoss
 from ..losses.statistics import statistic_names, unknown_statistic_message
 from ..optim.options import LoopOptions, TilingOptions
 from ..optim.pixel import OPTIMIZERS, PixelLoopResult, optimise_pixels
-from ..precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, encoder_precision, is_precision, precision_name, resolve_precision
+from ..precision import DEFAULT_PRECISION, PRECISION_CHOICES, PRECISION_HELP, PRECISIONS, encoder_precision, is_precision, precision_name, resolve_precision
 from ..progress import Event, MessageEvent, SnapshotEvent, StageEvent, emit
 from .gatys_state import ResumePoint, StyleCache
 
@@ -164,7 +164,7 @@ class GatysConfig:
     padding: str = field(default="reflect", metadata=_h("how the encoder's convolutions see past the image border: reflect (no frame along the borders), replicate, or zeros (as trained; leaves a smooth, brighter band along the borders)", choices=PADDINGS))
     seed: int = field(default=0, metadata=_h("random seed: same seed, same device -> same output"))
     device: str = field(default=DEFAULT_DEVICE, metadata=_h("compute device: auto, cpu, cuda, cuda:N, mps"))
-    precision: str = field(default=DEFAULT_PRECISION, metadata=_h(PRECISION_HELP, choices=PRECISIONS))
+    precision: str = field(default=DEFAULT_PRECISION, metadata=_h(PRECISION_HELP, choices=PRECISION_CHOICES))
     save_every: int = field(default=0, metadata=_h("write a snapshot every N iterations (0 = never)", metavar="N"))
     early_stop: float = field(default=0.0, metadata=_h("stop a scale when the loss changes less than this fraction over --patience steps (e.g. 0.001); 0 = off"))
     patience: int = field(default=50, metadata=_h("window (steps) for --early-stop"))
