@@ -8,6 +8,7 @@ This module is the stable façade over the parts, each in its own module:
 - :mod:`.ff_apply`: ``ApplyConfig``, ``apply_model`` (files and folders) and the registered
   ``apply`` method (one image in memory);
 - :mod:`.ff_tiling`: running a model whole or tile by tile, exactly, with PyTorch or ONNX Runtime;
+- :mod:`.ff_onnx`: which of the two ``runtime="auto"`` runs, and the verified cache of ONNX exports;
 - :mod:`.ff_export`: ONNX (dynamic height and width, opset 17) and TorchScript export.
 
 The generators themselves (``johnson``, ``johnson-small``, ``texture``, ...) live in

@@ -11,7 +11,6 @@ model (trained with ``texture=True``) takes no image: it synthesises ``config.si
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,8 @@ from ..features import DEFAULT_DEVICE
 from ..image.io import DEFAULT_MAX_PIXELS
 from ..precision import DEFAULT_PRECISION, PRECISION_CHOICES, PRECISION_HELP, PRECISIONS, is_precision, normalise_precision, precision_name
 from ..progress import Event, MessageEvent, StageEvent, StepEvent, emit
-from .ff_export import export_model, read_onnx_meta
 from .ff_model import load_model, resolve_model_path
+from .ff_onnx import choose_runtime, onnx_for
 from .ff_styles import model_styles, parse_style_mix, parse_weights, style_choice
 from .ff_tiling import OnnxRunner, TorchRunner, auto_tile, stylise_tensor
 from .registry import Input
@@ -56,7 +55,7 @@ class ApplyConfig:
     max_tile: int = field(default=768, metadata=_h("automatic tiling: largest tile side in px"))
     overlap: int = field(default=64, metadata=_h("automatic tile size and --stats-edge mode: overlap between tiles in px (exact tiles always extend the network's receptive radius beyond their core)"))
     stats_edge: int = field(default=0, metadata=_h("tiled mode: 0 = exact whole-image instance-norm statistics (streamed over the tiles; tiles equal the whole-image result); N = approximate them on a copy downscaled to N px (faster; torch runtime only)"))
-    runtime: str = field(default="auto", metadata=_h("inference engine: torch, onnx (ONNX Runtime on the CPU), auto (onnx for .onnx files, else torch)", choices=RUNTIMES))
+    runtime: str = field(default="auto", metadata=_h("inference engine: torch (PyTorch), onnx (ONNX Runtime on the CPU; a .pt model is exported once and cached), auto: onnx for .onnx files and, when onnxruntime is installed, for johnson, johnson-small and superres models on the CPU in fp32 without torch-only options (same output, faster); torch otherwise", choices=RUNTIMES))
     device: str = field(default=DEFAULT_DEVICE, metadata=_h("torch runtime device: cpu, auto, cuda, cuda:N, mps"))
     channels_last: bool = field(default=False, metadata=_h("torch runtime: channels-last memory format (try it on GPUs; slower on CPUs here)"))
     precision: str = field(default=DEFAULT_PRECISION, metadata=_h("torch runtime: " + PRECISION_HELP, choices=PRECISION_CHOICES))
@@ -135,20 +134,6 @@ def _emit_warning(callback: Callable[[Event], None] | None, text: str) -> None:
     emit(callback, MessageEvent(text, level="warning"))
 
 
-def _onnx_for(model_path: Path, *, callback: Callable[[Event], None] | None) -> tuple[Path, dict[str, Any], Any]:
-    """An ONNX file for ``model_path`` (itself, a sibling ``.onnx``, or exported to a temp dir)."""
-    if model_path.suffix.lower() == ".onnx":
-        return model_path, read_onnx_meta(model_path), None
-    sibling = model_path.with_suffix(".onnx")
-    if sibling.is_file() and sibling.stat().st_mtime >= model_path.stat().st_mtime:
-        return sibling, read_onnx_meta(sibling), None
-    tmpdir = tempfile.TemporaryDirectory(prefix="impasto-onnx-")
-    target = Path(tmpdir.name) / "model.onnx"
-    emit(callback, MessageEvent(f"exporting {model_path} to ONNX for this run (save time next run: impasto export {model_path})"))
-    export_model(model_path, target, format="onnx")
-    return target, read_onnx_meta(target), tmpdir
-
-
 class ModelSession:
     """A model opened for applying: its runner (PyTorch or ONNX Runtime), its description
     (``meta``), the tile cell (the network's ``multiple``) and whether it takes a photo.
@@ -158,7 +143,12 @@ class ModelSession:
     tensors), mixed by ``config.style_weights``, optionally placed by ``masks`` (one grey map per
     painting, white where it applies), and prepared for each photo by :meth:`prepare`.
 
-    Use as a context manager (an ONNX file exported for this run is deleted at the end).
+    ``config.runtime="auto"`` picks ONNX Runtime or PyTorch (:func:`.ff_onnx.choose_runtime`;
+    ``runtime`` and ``runtime_reason`` say which and why); a ``.pt`` model runs with ONNX Runtime
+    through its cached export (:func:`.ff_onnx.onnx_for`). Where ``auto`` chose ONNX Runtime but
+    the export or its loading fails, the session warns and runs PyTorch; an explicit ``onnx`` fails.
+
+    Use as a context manager (an ONNX file exported for this run only is deleted at the end).
     """
 
     def __init__(
@@ -171,21 +161,29 @@ class ModelSession:
         masks: Sequence[Any] = (),
     ) -> None:
         self.model_file = resolve_model_path(model_path)
-        runtime = config.runtime
-        if runtime == "auto":
-            runtime = "onnx" if self.model_file.suffix.lower() == ".onnx" else "torch"
-        self.runtime = runtime
+        onnx_file = self.model_file.suffix.lower() == ".onnx"
+        peek = _peek_model(self.model_file) if not onnx_file and (config.runtime == "auto" or config.encoder_weights) else None
+        #: the runtime used (``torch`` or ``onnx``) and why (see :func:`.ff_onnx.choose_runtime`)
+        self.runtime, self.runtime_reason = choose_runtime(self.model_file, None if peek is None else peek.get("arch"), config)
         self._tmp: Any = None
-        self.runner: Any
-        if runtime == "onnx":
+        self.runner: Any = None
+        if self.runtime == "onnx":
             if not self.model_file.exists():
                 raise ModelFileError(f"{self.model_file}: no such model file")
-            onnx_path, self.meta, self._tmp = _onnx_for(self.model_file, callback=callback)
-            self.runner = OnnxRunner(onnx_path, self.meta, config)
-        else:
+            try:
+                onnx_path, self.meta, self._tmp = onnx_for(self.model_file, callback=callback)
+                self.runner = OnnxRunner(onnx_path, self.meta, config)
+            except Exception as exc:  # noqa: BLE001 - auto's choice must not fail a run that PyTorch can do
+                if config.runtime != "auto" or onnx_file:
+                    raise
+                self.close()
+                reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                _emit_warning(callback, f"{self.model_file}: ONNX Runtime could not be used ({reason}); running with PyTorch")
+                self.runtime, self.runtime_reason = "torch", f"ONNX Runtime could not be used: {reason}"
+        if self.runtime == "torch":
             overrides = {"weights": config.encoder_weights} if config.encoder_weights else None
-            peek = _peek_net_config(self.model_file) if overrides else None
-            if peek is not None and "weights_id" not in peek:
+            net_config = None if peek is None else dict(peek.get("net_config") or {})
+            if overrides and net_config is not None and "weights_id" not in net_config:
                 raise ConfigError(f"encoder_weights: {self.model_file} has no encoder of its own (encoder_weights is for AdaIN models)", params="encoder_weights")
             loaded = load_model(self.model_file, device=config.device, net_overrides=overrides)
             self.meta = loaded.meta
@@ -287,7 +285,7 @@ class ModelSession:
         }
 
     def close(self) -> None:
-        """Delete the ONNX file exported for this session, if any."""
+        """Delete the ONNX file exported for this session only (the cache was not writable), if any."""
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -327,12 +325,12 @@ def synthesise(session: ModelSession, config: ApplyConfig) -> tuple[torch.Tensor
     return stylise_tensor(session.runner, None, size, tile=tile, overlap=config.overlap, stats_edge=config.stats_edge, cell=session.cell), size
 
 
-def _peek_net_config(model_file: Path) -> dict[str, Any] | None:
-    """A model file's ``net_config`` without building the network (None if unreadable: the real
-    load then says why)."""
+def _peek_model(model_file: Path) -> dict[str, Any] | None:
+    """A model file's description (``arch``, ``net_config``, ...) without reading its weights or
+    building the network (None if unreadable: the real load then says why)."""
     try:
         data = torch.load(model_file, map_location="cpu", weights_only=True, mmap=True)
-        return dict(data.get("net_config", {}))
+        return {k: v for k, v in data.items() if k != "state_dict"} if isinstance(data, dict) else None
     except Exception:  # noqa: BLE001
         return None
 

@@ -21,9 +21,14 @@ from ..config import check_rules
 from ..errors import ModelFileError, UsageError
 from .ff_model import MODEL_FORMAT, load_model
 
-__all__ = ["EXPORT_FORMATS", "export_model", "read_onnx_meta", "dynamic_axes"]
+__all__ = ["EXPORT_FORMATS", "ONNX_OPSET", "ONNX_EXPORT_VERSION", "export_model", "read_onnx_meta", "dynamic_axes"]
 
 EXPORT_FORMATS = ("onnx", "torchscript")
+#: the ONNX opset ``export_model`` writes by default
+ONNX_OPSET = 17
+#: the version of what ``export_model`` writes into an ONNX file (graph, inputs, metadata): bump it
+#: whenever that changes, so that cached exports (:mod:`.ff_onnx`) made by older code are not reused
+ONNX_EXPORT_VERSION = 1
 
 
 def dynamic_axes(inputs: dict[str, torch.Tensor], scale: int = 1) -> dict[str, dict[int, str]]:
@@ -44,7 +49,7 @@ def dynamic_axes(inputs: dict[str, torch.Tensor], scale: int = 1) -> dict[str, d
     return axes
 
 
-def export_model(model_path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *, format: str = "onnx", opset: int = 17) -> Path:
+def export_model(model_path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *, format: str = "onnx", opset: int = ONNX_OPSET) -> Path:
     """Export a model file to ONNX (dynamic batch, height and width) or TorchScript.
 
     The exported network takes sides that are multiples of the network's ``multiple`` (stored in

@@ -1,0 +1,159 @@
+"""ONNX Runtime for ``impasto apply``: when ``runtime="auto"`` chooses it (:func:`choose_runtime`)
+and the verified cache of ONNX exports of ``.pt`` models (:func:`onnx_for`).
+
+``auto`` runs a model with ONNX Runtime when that gives the same result, faster: an exported
+``.onnx`` file always; a ``.pt`` model when onnxruntime is installed (the ``onnx`` extra), the
+device is the CPU, the precision resolves to fp32 (where bf16 is chosen, PyTorch in bf16 is the
+faster one), no option only PyTorch supports is set, and the architecture is one whose exported
+graph was measured faster than PyTorch (:data:`AUTO_ONNX`). Otherwise it runs PyTorch.
+
+A ``.pt`` model is exported once into ``impasto_home()/cache/onnx`` (``$IMPASTO_HOME/cache/onnx``,
+else ``~/.impasto/cache/onnx``), named by the model file's SHA-256 (its content, not its path or
+time) and a stamp of the exporter (impasto, :data:`~.ff_export.ONNX_EXPORT_VERSION`, the opset,
+torch and onnx versions), so a changed model or a changed exporter never gets a stale file. Each
+export has a record (``<name>.json``) holding the exported file's SHA-256: a file is reused only
+while it matches, so a truncated or damaged file is exported again. The file and then its record
+are each written atomically (temporary file + rename): an interrupted export leaves no file, and
+two processes exporting at once each leave a complete one (if their records cross, the next run
+exports once more).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from .._version import __version__
+from ..config import impasto_home
+from ..errors import ImpastoError, ModelFileError
+from ..progress import Event, MessageEvent, emit
+from ..provenance import sha256_file, write_json
+from .ff_export import ONNX_EXPORT_VERSION, ONNX_OPSET, export_model, read_onnx_meta
+
+if TYPE_CHECKING:
+    from .ff_apply import ApplyConfig
+
+__all__ = ["AUTO_ONNX", "onnx_available", "choose_runtime", "onnx_cache_dir", "exporter_stamp", "onnx_for"]
+
+#: the architectures ``runtime="auto"`` runs with ONNX Runtime (CPU, fp32), with the measurement
+#: that put them here (time against PyTorch eager on the same CPU). Not here, so PyTorch: multistyle
+#: and texture networks (they export exactly, but ONNX Runtime was not timed on them); AdaIN and
+#: stylepredict (the exported graph encodes the painting on every call, i.e. every video frame and
+#: every tiling pass, where PyTorch encodes it once per session; several paintings or masks need
+#: PyTorch); swap-inverse (it does not export); architectures added by plugins.
+AUTO_ONNX: dict[str, str] = {
+    "johnson": "0.68x the time of PyTorch at 1024x1024 (benchmarks/bench_perf.py)",
+    "johnson-small": "6.3 s against 14.5 s at 1536x1536 whole, 30 s against 44 s tiled (benchmarks/bench_feedforward.py)",
+    "superres": "0.81x the time of PyTorch, 256 -> 1024 px (benchmarks/bench_perf.py)",
+}
+
+
+def onnx_available() -> bool:
+    """Whether ONNX export and ONNX Runtime are installed (the ``onnx`` extra), without importing them."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
+
+
+def choose_runtime(model_file: str | os.PathLike[str], arch: str | None, config: ApplyConfig) -> tuple[str, str]:
+    """The runtime (``"torch"`` or ``"onnx"``) that ``config.runtime`` means for ``model_file`` (of
+    architecture ``arch``; None when unknown), and why. Only ``auto`` is a choice: see the module
+    docstring for the rule."""
+    from ..features import resolve_device
+    from ..precision import resolve_precision
+
+    if config.runtime != "auto":
+        return config.runtime, f"runtime {config.runtime} was asked for"
+    if Path(model_file).suffix.lower() == ".onnx":
+        return "onnx", "an exported ONNX file"
+    if not onnx_available():
+        return "torch", "onnxruntime is not installed (pip install 'impasto[onnx]')"
+    if arch not in AUTO_ONNX:
+        return "torch", f"ONNX Runtime is not known to be faster for {arch or 'this'} models"
+    try:
+        device = resolve_device(config.device)
+    except ImpastoError:  # the torch runtime reports an unavailable device
+        return "torch", f"device {config.device}"
+    if device.type != "cpu":
+        return "torch", f"device {device} (ONNX Runtime runs on the CPU here)"
+    if resolve_precision(config.precision, device, arch) is not None:
+        return "torch", "precision bf16 (PyTorch in bfloat16 is the faster choice)"
+    torch_only = [name for name, value in (("stats_edge", config.stats_edge), ("channels_last", config.channels_last), ("encoder_weights", config.encoder_weights)) if value]
+    if torch_only:
+        return "torch", f"{', '.join(torch_only)} needs runtime torch"
+    return "onnx", f"ONNX Runtime on the CPU: {AUTO_ONNX[arch]}"
+
+
+def onnx_cache_dir() -> Path:
+    """Where exports of ``.pt`` models are cached: ``impasto_home()/cache/onnx``."""
+    return impasto_home() / "cache" / "onnx"
+
+
+def exporter_stamp() -> dict[str, Any]:
+    """What makes an export: a cached file made under another stamp is never reused."""
+    import onnx
+
+    return {"impasto": __version__, "export": ONNX_EXPORT_VERSION, "opset": ONNX_OPSET, "torch": torch.__version__, "onnx": onnx.__version__}
+
+
+def _cache_name(model_sha256: str, stamp: dict[str, Any]) -> str:
+    exporter = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+    return f"{model_sha256[:32]}-{exporter}"
+
+
+def _cached(target: Path, record: Path, model_sha256: str, stamp: dict[str, Any]) -> dict[str, Any] | None:
+    """The description in ``target`` if it is a complete export of this model by this exporter
+    (its record matches the file's SHA-256), else None."""
+    try:
+        entry = json.loads(record.read_text(encoding="utf-8"))
+        if not isinstance(entry, dict) or entry.get("model_sha256") != model_sha256 or entry.get("exporter") != stamp:
+            return None
+        if target.stat().st_size != entry.get("onnx_size") or sha256_file(target) != entry.get("onnx_sha256"):
+            return None
+        return read_onnx_meta(target)
+    except (OSError, ValueError, ModelFileError):
+        return None
+
+
+def onnx_for(model_path: Path, *, callback: Callable[[Event], None] | None = None) -> tuple[Path, dict[str, Any], Any]:
+    """An ONNX file for ``model_path`` and its description, plus a temporary folder to clean up
+    (or None): the file itself (``.onnx``), a sibling ``.onnx`` at least as new as the model (what
+    ``impasto export MODEL`` writes), else the cached export (made now if missing or damaged; in a
+    temporary folder when the cache cannot be written)."""
+    if model_path.suffix.lower() == ".onnx":
+        return model_path, read_onnx_meta(model_path), None
+    sibling = model_path.with_suffix(".onnx")
+    if sibling.is_file() and sibling.stat().st_mtime >= model_path.stat().st_mtime:
+        try:
+            return sibling, read_onnx_meta(sibling), None
+        except ModelFileError as exc:
+            emit(callback, MessageEvent(f"ignoring {sibling}: {exc}", level="warning"))
+    stamp = exporter_stamp()
+    model_sha256 = sha256_file(model_path)
+    folder = onnx_cache_dir()
+    name = _cache_name(model_sha256, stamp)
+    target, record = folder / f"{name}.onnx", folder / f"{name}.json"
+    meta = _cached(target, record, model_sha256, stamp)
+    if meta is not None:
+        return target, meta, None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        tmpdir = tempfile.TemporaryDirectory(prefix="impasto-onnx-")
+        emit(callback, MessageEvent(f"exporting {model_path} to ONNX for this run ({folder} is not writable; save time next run: impasto export {model_path})"))
+        path = export_model(model_path, Path(tmpdir.name) / "model.onnx", format="onnx")
+        return path, read_onnx_meta(path), tmpdir
+    emit(callback, MessageEvent(f"exporting {model_path} to ONNX once: cached in {folder} and reused while the model file is unchanged"))
+    record.unlink(missing_ok=True)  # the file is about to change: no record may vouch for it meanwhile
+    export_model(model_path, target, format="onnx")
+    meta = read_onnx_meta(target)
+    write_json(record, {"model_sha256": model_sha256, "exporter": stamp, "onnx_sha256": sha256_file(target), "onnx_size": target.stat().st_size, "model": str(model_path.resolve())})
+    return target, meta, None

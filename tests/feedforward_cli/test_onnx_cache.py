@@ -1,0 +1,184 @@
+"""``runtime="auto"``: when it picks ONNX Runtime (:func:`choose_runtime`), that the result equals
+PyTorch's, and the verified cache of exports (reused, re-exported when damaged or when the model
+changed, never a stale file); the cache lives in the test's own IMPASTO_HOME (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from impasto import precision as P
+from impasto.image.io import read_metadata
+from impasto.methods import ff_onnx
+from impasto.methods.ff_apply import ApplyConfig, ApplyMethod, ModelSession, apply_model
+from impasto.methods.ff_onnx import AUTO_ONNX, choose_runtime, onnx_cache_dir
+from impasto.nets.registry import get_arch
+from tests.conftest import require_module
+from tests.feedforward_cli.conftest import build_model_file, save_photo
+
+PHOTO = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture
+def exports(monkeypatch):
+    """Count the exports ff_onnx makes (``fail=True`` makes further exports raise)."""
+    require_module("onnxruntime")
+    real = ff_onnx.export_model
+    state = {"count": 0, "fail": False}
+
+    def counting(*args, **kwargs):
+        if state["fail"]:
+            raise RuntimeError("export should not run")
+        state["count"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ff_onnx, "export_model", counting)
+    return state
+
+
+def _run(model: Path, **options) -> tuple[torch.Tensor, dict]:
+    result = ApplyMethod().run(ApplyConfig(**options), {"model": model, "image": PHOTO})
+    return result.image, result.manifest
+
+
+def _cached_files() -> list[Path]:
+    return sorted(onnx_cache_dir().glob("*.onnx"))
+
+
+def test_auto_runs_onnx_for_johnson_with_the_same_output_and_records_it(models, exports, _isolated_cache, tmp_path):
+    auto, manifest = _run(models["johnson"])
+    torch_out, torch_manifest = _run(models["johnson"], runtime="torch")
+    assert manifest["runtime"] == "onnx" and torch_manifest["runtime"] == "torch" and manifest["precision"] == "fp32"
+    assert float((auto - torch_out).abs().max()) < 1e-4
+    assert exports["count"] == 1
+    files = _cached_files()
+    assert len(files) == 1 and files[0].parent == _isolated_cache / "cache" / "onnx"  # IMPASTO_HOME's cache, not ~/.cache
+    assert not models["johnson"].with_suffix(".onnx").exists()
+    # the files apply_model writes record it too
+    written = apply_model(models["johnson"], [save_photo(tmp_path / "photo.png", 64, 64)], tmp_path / "out").written[0]
+    assert read_metadata(written)["runtime"] == "onnx" and exports["count"] == 1
+
+
+def test_second_session_reuses_the_cached_export(models, exports):
+    first, _ = _run(models["johnson-small"])
+    (path,) = _cached_files()
+    before = path.stat()
+    exports["fail"] = True  # a second export would raise (and auto would then fall back to torch)
+    events = []
+    with ModelSession(models["johnson-small"], ApplyConfig(), callback=events.append) as session:
+        assert session.runtime == "onnx" and session.runner.path == path
+    again, manifest = _run(models["johnson-small"])
+    after = path.stat()
+    assert manifest["runtime"] == "onnx" and torch.equal(first, again)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns) and exports["count"] == 1
+    assert not any("export" in getattr(e, "text", "") for e in events)
+
+
+def test_a_damaged_cached_export_is_exported_again(models, exports):
+    first, _ = _run(models["johnson-small"])
+    (path,) = _cached_files()
+    data = path.read_bytes()
+    k = len(data) // 2
+    damages = {
+        "truncated": lambda: path.write_bytes(data[:k]),
+        "one byte amid the weights changed (ONNX would load it)": lambda: path.write_bytes(data[:k] + bytes([data[k] ^ 0xFF]) + data[k + 1 :]),
+        "record unreadable": lambda: path.with_suffix(".json").write_text("{not json"),
+        "file missing": path.unlink,
+    }
+    for n, (damage, do) in enumerate(damages.items(), 2):
+        do()
+        events = []
+        result = ApplyMethod().run(ApplyConfig(), {"model": models["johnson-small"], "image": PHOTO}, callback=events.append)
+        assert result.manifest["runtime"] == "onnx" and torch.equal(result.image, first), damage
+        assert exports["count"] == n and path.read_bytes() == data, damage
+        assert not [e for e in events if getattr(e, "level", "") == "warning"], damage
+
+
+def test_a_changed_model_file_gets_a_new_export(tmp_path, exports):
+    model = build_model_file(tmp_path / "m.pt", "johnson-small", seed=1)
+    first, _ = _run(model)
+    build_model_file(model, "johnson-small", seed=2)  # other weights, same path
+    os.utime(model, ns=(1, 1))  # even with an older time stamp: the content decides
+    second, manifest = _run(model)
+    reference, _ = _run(model, runtime="torch")
+    assert manifest["runtime"] == "onnx" and exports["count"] == 2 and len(_cached_files()) == 2
+    assert float((second - first).abs().max()) > 1e-2 and float((second - reference).abs().max()) < 1e-4
+
+
+def test_a_sibling_export_is_used_and_a_broken_one_ignored(tmp_path, exports):
+    from impasto.methods.ff_export import export_model
+
+    model = build_model_file(tmp_path / "m.pt", "johnson-small")
+    sibling = export_model(model)  # what `impasto export m.pt` writes: m.onnx
+    with ModelSession(model, ApplyConfig()) as session:
+        assert session.runner.path == sibling and not _cached_files()
+    sibling.write_bytes(b"garbage")
+    events = []
+    with ModelSession(model, ApplyConfig(), callback=events.append) as session:
+        assert session.runtime == "onnx" and session.runner.path.parent == onnx_cache_dir()
+    assert any(e.level == "warning" and "m.onnx" in e.text for e in events)
+
+
+def test_a_failed_export_falls_back_to_torch_under_auto_only(models, exports, monkeypatch):
+    exports["fail"] = True
+    events = []
+    result = ApplyMethod().run(ApplyConfig(), {"model": models["johnson-small"], "image": PHOTO}, callback=events.append)
+    reference, _ = _run(models["johnson-small"], runtime="torch")
+    assert result.manifest["runtime"] == "torch" and torch.equal(result.image, reference)
+    assert [e.text for e in events if getattr(e, "level", "") == "warning"] == [f"{models['johnson-small']}: ONNX Runtime could not be used (export should not run); running with PyTorch"]
+    with pytest.raises(RuntimeError, match="export should not run"):
+        _run(models["johnson-small"], runtime="onnx")
+    assert not _cached_files()
+
+
+def test_choose_runtime(monkeypatch, tmp_path):
+    model = tmp_path / "m.pt"
+    monkeypatch.setattr(ff_onnx, "onnx_available", lambda: True)
+    cfg = ApplyConfig(device="cpu")
+    assert choose_runtime(model, "johnson", cfg)[0] == "onnx"
+    assert choose_runtime(model, "superres", cfg)[0] == "onnx"
+    assert choose_runtime(tmp_path / "m.onnx", None, cfg) == ("onnx", "an exported ONNX file")
+    assert choose_runtime(model, "johnson", ApplyConfig(runtime="torch")) == ("torch", "runtime torch was asked for")
+    assert choose_runtime(model, "adain", ApplyConfig(runtime="onnx"))[0] == "onnx"
+    # PyTorch where ONNX Runtime cannot do the same job faster
+    for arch in ("swap-inverse", "adain", "stylepredict", "texture", "multistyle", None):
+        assert choose_runtime(model, arch, cfg)[0] == "torch", arch
+    for options in ({"stats_edge": 64}, {"channels_last": True}, {"precision": "bf16"}):
+        runtime, reason = choose_runtime(model, "johnson", ApplyConfig(device="cpu", **options))
+        assert runtime == "torch", options
+    assert choose_runtime(model, "johnson", ApplyConfig(device="cpu", stats_edge=64))[1] == "stats_edge needs runtime torch"
+    assert choose_runtime(model, "johnson", ApplyConfig(device="cpu", encoder_weights="x.pth"))[0] == "torch"
+    with monkeypatch.context() as m:
+        m.setattr("impasto.features.resolve_device", lambda device: torch.device("cuda"))
+        assert choose_runtime(model, "johnson", ApplyConfig(device="cuda"))[0] == "torch"
+    monkeypatch.setattr(ff_onnx, "onnx_available", lambda: False)
+    assert choose_runtime(model, "johnson", cfg) == ("torch", "onnxruntime is not installed (pip install 'impasto[onnx]')")
+    assert choose_runtime(tmp_path / "m.onnx", None, cfg)[0] == "onnx"  # an .onnx file needs it anyway
+
+
+def test_auto_runs_torch_where_bf16_is_chosen(monkeypatch, tmp_path):
+    monkeypatch.setattr(ff_onnx, "onnx_available", lambda: True)
+    with monkeypatch.context() as m:
+        m.setenv("IMPASTO_CPU_BF16", "1")  # a CPU with native bfloat16
+        P.cpu_bf16.cache_clear()
+        try:
+            assert choose_runtime(tmp_path / "m.pt", "superres", ApplyConfig(device="cpu")) == ("torch", "precision bf16 (PyTorch in bfloat16 is the faster choice)")
+            assert choose_runtime(tmp_path / "m.pt", "johnson", ApplyConfig(device="cpu"))[0] == "onnx"  # johnson stays fp32 under auto
+            assert choose_runtime(tmp_path / "m.pt", "superres", ApplyConfig(device="cpu", precision="fp32"))[0] == "onnx"
+        finally:
+            P.cpu_bf16.cache_clear()
+    assert choose_runtime(tmp_path / "m.pt", "superres", ApplyConfig(device="cpu"))[0] == "onnx"  # fp32 without native bf16
+
+
+def test_without_onnxruntime_auto_is_torch(models, monkeypatch):
+    monkeypatch.setattr(ff_onnx, "onnx_available", lambda: False)
+    _, manifest = _run(models["johnson"])
+    assert manifest["runtime"] == "torch" and not _cached_files()
+
+
+def test_every_arch_in_the_auto_table_exists():
+    for arch in AUTO_ONNX:
+        get_arch(arch)
