@@ -17,7 +17,10 @@ examples:
 The ONNX graph takes any batch, height and width (sides a multiple of 4, or 16 for texture
 networks; `impasto apply` pads and crops) and carries the model's description as metadata.
 `impasto apply --runtime onnx` tiles big images with exact whole-image statistics (tiled output
-equals whole-image output), as the torch runtime does.
+equals whole-image output), as the torch runtime does. `impasto apply MODEL.pt` itself runs
+johnson, johnson-small and superres models with ONNX Runtime on the CPU (runtime auto), exporting
+them once into impasto's cache (IMPASTO_HOME/cache/onnx, default ~/.impasto/cache/onnx); export
+yourself to ship or inspect the .onnx file.
 """
 
 

@@ -64,6 +64,9 @@ class FastPath:
         from ..methods.ff_apply import ModelSession
 
         self.config = dataclasses.replace(apply, edge=0)  # frames arrive at their final size
+        # the runtime is the session's (runtime auto: ONNX Runtime where it is faster): frames go
+        # through stylise_photo and the temporal blend works on its outputs, and set_style uses only
+        # the runner's net (a PyTorch twin for ONNX Runtime), so no frame needs the torch runtime
         self.session = ModelSession(model, self.config, callback=callback, styles=styles)
         if not self.session.takes_photo:
             raise UsageError(f"{self.session.model_file}: a texture model makes images from noise; video needs a model that stylises photos", params="model")
