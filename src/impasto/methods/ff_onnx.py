@@ -11,8 +11,9 @@ A ``.pt`` model is exported once into ``impasto_home()/cache/onnx`` (``$IMPASTO_
 else ``~/.impasto/cache/onnx``), named by the model file's SHA-256 (its content, not its path or
 time) and a stamp of the exporter (impasto, :data:`~.ff_export.ONNX_EXPORT_VERSION`, the opset,
 torch and onnx versions), so a changed model or a changed exporter never gets a stale file. Each
-export has a record (``<name>.json``) holding the exported file's SHA-256: a file is reused only
-while it matches, so a truncated or damaged file is exported again. The file and then its record
+export has a record (``<name>.json``) holding the exported file's size and SHA-256 and its
+description: a file is reused only while it matches, so a truncated or damaged file is exported
+again (and a run from the cache needs no ``import onnx``, about a second). The file and then its record
 are each written atomically (temporary file + rename): an interrupted export leaves no file, and
 two processes exporting at once each leave a complete one (if their records cross, the next run
 exports once more).
@@ -95,10 +96,16 @@ def onnx_cache_dir() -> Path:
 
 
 def exporter_stamp() -> dict[str, Any]:
-    """What makes an export: a cached file made under another stamp is never reused."""
-    import onnx
+    """What makes an export: a cached file made under another stamp is never reused. (The onnx
+    package's version comes from its metadata: importing onnx takes about a second, which a run
+    from the cache does not need.)"""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"impasto": __version__, "export": ONNX_EXPORT_VERSION, "opset": ONNX_OPSET, "torch": torch.__version__, "onnx": onnx.__version__}
+    try:
+        onnx_version = version("onnx")
+    except PackageNotFoundError:
+        onnx_version = None
+    return {"impasto": __version__, "export": ONNX_EXPORT_VERSION, "opset": ONNX_OPSET, "torch": torch.__version__, "onnx": onnx_version}
 
 
 def _cache_name(model_sha256: str, stamp: dict[str, Any]) -> str:
@@ -107,16 +114,16 @@ def _cache_name(model_sha256: str, stamp: dict[str, Any]) -> str:
 
 
 def _cached(target: Path, record: Path, model_sha256: str, stamp: dict[str, Any]) -> dict[str, Any] | None:
-    """The description in ``target`` if it is a complete export of this model by this exporter
-    (its record matches the file's SHA-256), else None."""
+    """The description of ``target`` (kept in its record) if ``target`` is a complete export of
+    this model by this exporter (the record matches the file's size and SHA-256), else None."""
     try:
         entry = json.loads(record.read_text(encoding="utf-8"))
-        if not isinstance(entry, dict) or entry.get("model_sha256") != model_sha256 or entry.get("exporter") != stamp:
+        if not isinstance(entry, dict) or entry.get("model_sha256") != model_sha256 or entry.get("exporter") != stamp or not isinstance(entry.get("meta"), dict):
             return None
         if target.stat().st_size != entry.get("onnx_size") or sha256_file(target) != entry.get("onnx_sha256"):
             return None
-        return read_onnx_meta(target)
-    except (OSError, ValueError, ModelFileError):
+        return dict(entry["meta"])
+    except (OSError, ValueError):
         return None
 
 
@@ -155,5 +162,5 @@ def onnx_for(model_path: Path, *, callback: Callable[[Event], None] | None = Non
     record.unlink(missing_ok=True)  # the file is about to change: no record may vouch for it meanwhile
     export_model(model_path, target, format="onnx")
     meta = read_onnx_meta(target)
-    write_json(record, {"model_sha256": model_sha256, "exporter": stamp, "onnx_sha256": sha256_file(target), "onnx_size": target.stat().st_size, "model": str(model_path.resolve())})
+    write_json(record, {"model_sha256": model_sha256, "exporter": stamp, "onnx_sha256": sha256_file(target), "onnx_size": target.stat().st_size, "model": str(model_path.resolve()), "meta": meta})
     return target, meta, None
