@@ -26,6 +26,8 @@ import torch
 # precision "auto" follows the CPU (bfloat16 where it has AVX512-BF16/AMX): the suite runs float32
 # on every machine, and tests/test_precision.py covers bfloat16 and the auto policy explicitly
 os.environ["IMPASTO_CPU_BF16"] = "0"
+# commands run in-process keep this process's glibc allocator as it is (impasto.allocator)
+os.environ["IMPASTO_ALLOCATOR"] = "system"
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"

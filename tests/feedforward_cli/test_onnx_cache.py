@@ -154,6 +154,12 @@ def test_choose_runtime(monkeypatch, tmp_path):
     with monkeypatch.context() as m:
         m.setattr("impasto.features.resolve_device", lambda device: torch.device("cuda"))
         assert choose_runtime(model, "johnson", ApplyConfig(device="cuda"))[0] == "torch"
+    with monkeypatch.context() as m:  # impasto apply tunes the allocator: PyTorch is the faster one then
+        m.setattr("impasto.allocator._MODE", "tuned")
+        runtime, reason = choose_runtime(model, "johnson", cfg)
+        assert runtime == "torch" and reason.startswith("the allocator is tuned"), reason
+        m.setattr("impasto.allocator._MODE", "lean")
+        assert choose_runtime(model, "johnson", cfg)[0] == "onnx"
     monkeypatch.setattr(ff_onnx, "onnx_available", lambda: False)
     assert choose_runtime(model, "johnson", cfg) == ("torch", "onnxruntime is not installed (pip install 'impasto[onnx]')")
     assert choose_runtime(tmp_path / "m.onnx", None, cfg)[0] == "onnx"  # an .onnx file needs it anyway
