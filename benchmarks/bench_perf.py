@@ -208,7 +208,7 @@ def impasto_model_file(arch: str, folder: Path, quick: bool) -> Path:
     return save_model(folder / f"{arch}.pt", model_payload(net, arch, net_config, TrainConfig(steps=1), {"name": "random", "sha256": "0" * 64}, 1, {}, styles=styles))
 
 
-def impasto_apply(model: Path, precision: str, painting: Any = None, runtime: str = "auto") -> Callable[[Any], Any]:
+def impasto_apply(model: Path, precision: str, painting: Any = None, runtime: str = "torch") -> Callable[[Any], Any]:
     """``photo -> stylised`` through ModelSession + stylise_photo (the path of ``impasto apply``).
     An AdaIN painting is encoded on every call, as the reference does. ``runtime="onnx"``: ONNX
     Runtime on the model exported once when the session opens (``impasto apply --runtime onnx``)."""
@@ -348,7 +348,7 @@ def case_net(case: dict) -> dict:
     else:
         net = ref.SuperResNet(4).eval()
         reference = lambda: net(photo)  # noqa: E731
-    apply = impasto_apply(model, case["precision"], painting, case.get("runtime", "auto"))
+    apply = impasto_apply(model, case["precision"], painting, case.get("runtime", "torch"))
 
     def ref_call() -> Any:
         with torch.no_grad():
@@ -358,7 +358,7 @@ def case_net(case: dict) -> dict:
     result: dict[str, Any] = {"ref": a, "imp": b}
     from impasto.methods.ff_apply import ApplyConfig
 
-    if case.get("runtime", "auto") != "onnx" and not is_fp32(precision_kwargs(ApplyConfig, case["precision"]), case["arch"]):
+    if case.get("runtime", "torch") != "onnx" and not is_fp32(precision_kwargs(ApplyConfig, case["precision"]), case["arch"]):
         y = apply(photo)
         y32 = impasto_apply(model, "fp32", painting)(photo)
         result["max_diff"] = float((y - y32).abs().max())
@@ -510,7 +510,7 @@ def main() -> None:
                 what = f"{size[1]}x{size[0]}" + (f" -> {size[1] * 4}x{size[0] * 4}" if arch == "superres" else "") + (f", style {style_size[0]}" if style_size else "")
                 rows.append(ratio_row(label, what, res, TARGETS[arch]))
                 diffs.append([arch, what, res.get("error") or (f"{res['max_diff']:.2e}" if "max_diff" in res else "-")])
-                if arch == "superres" and has_onnxruntime():
+                if arch in ("multistyle", "superres") and has_onnxruntime():
                     res = run({"kind": "net", "arch": arch, "size": list(size), "style_size": None, "rounds": rounds, "runtime": "onnx"})
                     rows.append(ratio_row(label + ", --runtime onnx", what, res, TARGETS[arch]))
         table(f"impasto vs plain PyTorch, medians of interleaved runs (ratio = impasto / reference; {rounds} rounds)\n{header(args)}",

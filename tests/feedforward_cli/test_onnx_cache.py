@@ -52,6 +52,7 @@ def test_auto_runs_onnx_for_johnson_with_the_same_output_and_records_it(models, 
     auto, manifest = _run(models["johnson"])
     torch_out, torch_manifest = _run(models["johnson"], runtime="torch")
     assert manifest["runtime"] == "onnx" and torch_manifest["runtime"] == "torch" and manifest["precision"] == "fp32"
+    assert manifest["runtime_reason"].startswith("ONNX Runtime on the CPU") and torch_manifest["runtime_reason"] == "runtime torch was asked for"
     assert float((auto - torch_out).abs().max()) < 1e-4
     assert exports["count"] == 1
     files = _cached_files()

@@ -55,7 +55,7 @@ class ApplyConfig:
     max_tile: int = field(default=768, metadata=_h("automatic tiling: largest tile side in px"))
     overlap: int = field(default=64, metadata=_h("automatic tile size and --stats-edge mode: overlap between tiles in px (exact tiles always extend the network's receptive radius beyond their core)"))
     stats_edge: int = field(default=0, metadata=_h("tiled mode: 0 = exact whole-image instance-norm statistics (streamed over the tiles; tiles equal the whole-image result); N = approximate them on a copy downscaled to N px (faster; torch runtime only)"))
-    runtime: str = field(default="auto", metadata=_h("inference engine: torch (PyTorch), onnx (ONNX Runtime on the CPU; a .pt model is exported once and cached), auto: onnx for .onnx files and, when onnxruntime is installed, for johnson, johnson-small and superres models on the CPU in fp32 without torch-only options (same output, faster); torch otherwise", choices=RUNTIMES))
+    runtime: str = field(default="auto", metadata=_h("inference engine: torch (PyTorch), onnx (ONNX Runtime on the CPU; a .pt model is exported once and cached), auto: onnx for .onnx files, and for johnson, johnson-small and superres models on the CPU in fp32 without torch-only options when onnxruntime is installed and the process runs glibc's own allocator (the Python API, service, video: same output, ~0.65x the time; impasto apply tunes the allocator, and PyTorch is the faster one then); torch otherwise", choices=RUNTIMES))
     device: str = field(default=DEFAULT_DEVICE, metadata=_h("torch runtime device: cpu, auto, cuda, cuda:N, mps"))
     channels_last: bool = field(default=False, metadata=_h("torch runtime: channels-last memory format (try it on GPUs; slower on CPUs here)"))
     precision: str = field(default=DEFAULT_PRECISION, metadata=_h("torch runtime: " + PRECISION_HELP, choices=PRECISION_CHOICES))
@@ -278,6 +278,7 @@ class ModelSession:
             "steps": self.meta.get("steps"),
             "licence": self.meta.get("licence", ""),
             "runtime": self.runtime,
+            "runtime_reason": self.runtime_reason,
             "precision": precision_name(getattr(self.runner, "autocast", None)),
             "strength": config.strength,
             "preserve_colors": config.preserve_colors,

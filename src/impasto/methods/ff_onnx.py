@@ -48,7 +48,8 @@ __all__ = ["AUTO_ONNX", "onnx_available", "choose_runtime", "onnx_cache_dir", "e
 
 #: the architectures ``runtime="auto"`` runs with ONNX Runtime (CPU, fp32), with the measurement
 #: that put them here (time against PyTorch eager on the same CPU). Not here, so PyTorch: multistyle
-#: and texture networks (they export exactly, but ONNX Runtime was not timed on them); AdaIN and
+#: (it exports exactly, but ONNX Runtime gained nothing: 0.62x against PyTorch's 0.63x of the plain
+#: reference at 512 px, benchmarks/bench_perf.py) and texture networks (not timed); AdaIN and
 #: stylepredict (the exported graph encodes the painting on every call, i.e. every video frame and
 #: every tiling pass, where PyTorch encodes it once per session; several paintings or masks need
 #: PyTorch); swap-inverse (it does not export); architectures added by plugins.
