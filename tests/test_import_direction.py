@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "impasto"
 
 # layer rank: a module may import only modules of the same or a lower rank
 RANK = {
-    "_version": 0, "errors": 0, "progress": 0, "atomic": 0, "config": 0, "provenance": 0, "precision": 0,
+    "_version": 0, "errors": 0, "progress": 0, "atomic": 0, "config": 0, "provenance": 0, "precision": 0, "allocator": 0,
     "image": 1, "weights": 1,
     "features": 2, "losses": 2,
     "nets": 3, "optim": 3, "data": 3,

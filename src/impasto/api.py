@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ._version import __version__  # noqa: F401 (re-exported)
+from .allocator import LEAN_MMAP_THRESHOLD, allocator_mode, lean_allocator, tune_allocator  # noqa: F401 (for the commands: process-wide settings)
 from .config import config_from_mapping, config_schema, config_to_dict  # noqa: F401 (re-exported for callers)
 from .errors import UsageError
 from .data.folder import IMAGE_EXTENSIONS  # noqa: F401 (re-exported for the service's catalogue)

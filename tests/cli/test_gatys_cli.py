@@ -322,7 +322,7 @@ def test_lean_allocator_hands_freed_blocks_back():
 
     code = """
 import sys, torch
-from impasto.cli.runtime import lean_allocator
+from impasto.allocator import lean_allocator
 if sys.argv[1] == "lean" and not lean_allocator():
     sys.exit(3)
 def rss():

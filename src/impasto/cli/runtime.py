@@ -3,6 +3,6 @@ allocator settings live in :mod:`impasto.allocator` (the library reads which one
 
 from __future__ import annotations
 
-from ..allocator import LEAN_MMAP_THRESHOLD, allocator_mode, lean_allocator, tune_allocator
+from ..api import LEAN_MMAP_THRESHOLD, allocator_mode, lean_allocator, tune_allocator
 
 __all__ = ["tune_allocator", "lean_allocator", "allocator_mode", "LEAN_MMAP_THRESHOLD"]
