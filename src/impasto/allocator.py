@@ -45,8 +45,8 @@ def lean_allocator(threshold: int = LEAN_MMAP_THRESHOLD) -> bool:
     glibc maps big blocks on their own, but raises that threshold (up to 32 MB) each time such a
     block is freed; from then on the 1-32 MB activations of one L-BFGS evaluation live in the heap,
     where the holes they leave are not always reusable by the next. Fixing the threshold at
-    ``threshold`` bytes stops that: a 512x384 Gatys run on VGG19 peaks at 879 MB instead of
-    1079-1107 MB (4 MB: 910, 16 MB: 983, 32 MB: 1063), at the price of page-faulting every big
+    ``threshold`` bytes stops that: a 512x384 Gatys run on VGG19 peaks at 857-879 MB instead of
+    1058-1107 MB (4 MB: 910, 16 MB: 983, 32 MB: 1063), at the price of page-faulting every big
     tensor in again (~25 % slower steps here). For runs where memory matters more than speed.
     Same effect for any program: ``MALLOC_MMAP_THRESHOLD_=1048576``. Returns True if applied.
     """

@@ -313,6 +313,19 @@ def test_resume_from_a_snapshot_when_the_state_file_is_gone(pair, tmp_path, monk
     assert m["iterations_run"] == 12 and m["levels"][-1]["iterations"] == 12
 
 
+@pytest.mark.parametrize(("flags", "chosen"), [([], "tuned"), (["--max-memory", "8G"], "lean")])
+def test_the_command_picks_the_allocator_by_memory_boundness(pair, tmp_path, monkeypatch, flags, chosen):
+    """Small runs get the fast allocator, memory-bound ones the lean one (recorded, not applied:
+    the setting is process-wide)."""
+    import impasto.cli.runtime as runtime
+
+    applied = []
+    monkeypatch.setattr(runtime, "tune_allocator", lambda: applied.append("tuned"))
+    monkeypatch.setattr(runtime, "lean_allocator", lambda: applied.append("lean"))
+    content, style = pair
+    assert main(["gatys", str(content), str(style), "-o", str(tmp_path / "o.png"), *FAST, "-n", "2", *flags]) == 0
+    assert applied == [chosen]
+
 def test_lean_allocator_hands_freed_blocks_back():
     """Memory-bound gatys runs use lean_allocator: freed tensors of a few MB go back to the system
     even with a small live tensor allocated after them (with glibc's moving threshold they stay in

@@ -61,7 +61,7 @@ def _memory_bound(args: argparse.Namespace) -> bool:
     is large (above TUNE_MAX_EDGE px). The allocator tuning keeps every freed block in the process,
     which doubled the peak of a tiled 4096 px run (4.6 -> 9.3 GB), so those runs (and resumed
     runs, whose size is in the manifest) get the lean allocator instead, which hands freed blocks
-    back at once (see impasto.cli.runtime)."""
+    back at once (see impasto.allocator)."""
     if str(getattr(args, "max_memory", "auto") or "auto") != "auto" or int(getattr(args, "tile", 0) or 0) > 0 or getattr(args, "resume", None):
         return True
     edges = [int(getattr(args, "edge", 0) or 0)]
@@ -80,7 +80,7 @@ def run_command(args: argparse.Namespace) -> int:
         from .runtime import lean_allocator, tune_allocator
 
         if _memory_bound(args):
-            lean_allocator()  # peak RSS = peak of live tensors (0.79x at 512x384, ~25 % slower steps)
+            lean_allocator()  # peak RSS = peak of live tensors (512x384: 857 vs 1058-1107 MB, ~25 % slower steps)
         else:
             tune_allocator()  # ~11 % faster L-BFGS steps at 512 px (benchmarks/bench_gatys.py)
     if args.resume:
