@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .statistics import EPS as _EPS
-from .statistics import STYLE_LOSSES, Stats, get_statistic, projections
+from .statistics import STYLE_LOSSES, Stats, as_bcn, get_statistic, gram_product, projections
 from .statistics import mask_like as _mask_like
 
 __all__ = [
@@ -33,18 +33,24 @@ __all__ = [
 
 def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Gram matrix ``F·Fᵀ / n`` per sample: BxCxC, n = number of (mask-weighted) pixels."""
-    b, c = features.shape[:2]
-    f = features.reshape(b, c, -1)
+    b = features.shape[0]
+    f = as_bcn(features)
     if mask is None:
-        return torch.bmm(f, f.transpose(1, 2)) / f.shape[-1]
+        return gram_product(f) / f.shape[-1]
     m = _mask_like(mask, features).reshape(b, 1, -1)
     return torch.bmm(f * m, f.transpose(1, 2)) / m.sum(-1, keepdim=True).clamp_min(_EPS)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Squared error normalised by the target's energy (0 for identical inputs), per batch mean."""
-    diff = (features - target).pow(2).flatten(1).mean(1)
-    norm = target.pow(2).flatten(1).mean(1).clamp_min(_EPS)
+    """Squared error normalised by the target's energy (0 for identical inputs), per batch mean.
+
+    Reduced with per-sample norms over every non-batch dimension, so channels-last features are
+    read in place (no flattening copy) and the backward pass is one multiply over the features.
+    """
+    dims = tuple(range(1, features.dim()))
+    n = features[0].numel()
+    diff = torch.linalg.vector_norm(features - target, dim=dims).square() / n
+    norm = (torch.linalg.vector_norm(target, dim=dims).square() / n).clamp_min(_EPS)
     return (diff / norm).mean()
 
 

@@ -64,15 +64,44 @@ def projections(channels: int, count: int | None = None, seed: int = 0, device: 
     return (p / p.norm(dim=1, keepdim=True)).to(device or "cpu")
 
 
+class _SymmetricGram(torch.autograd.Function):
+    """``F·Fᵀ`` (BxCxN -> BxCxC) whose backward is one batched product, ``(G + Gᵀ)·F``, written
+    in ``F``'s own memory layout (autograd's ``bmm`` backward takes two products and a sum, and
+    for channels-last features a layout-changing copy besides)."""
+
+    @staticmethod
+    def forward(ctx: Any, f: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.save_for_backward(f)
+        return torch.bmm(f, f.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        (f,) = ctx.saved_tensors
+        sym = grad + grad.transpose(1, 2)
+        if f.stride(1) == 1 and f.stride(2) != 1:  # pixels-major (a channels-last view): BxNxC product
+            return torch.bmm(f.transpose(1, 2), sym).transpose(1, 2)
+        return torch.bmm(sym, f)
+
+
+def gram_product(f: torch.Tensor) -> torch.Tensor:
+    """``F·Fᵀ`` of BxCxN features (unnormalised Gram), with a one-product backward."""
+    return _SymmetricGram.apply(f)  # type: ignore[no-any-return]
+
+
+def as_bcn(features: torch.Tensor) -> torch.Tensor:
+    """BxCxHxW features as BxCxN; for channels-last features a view (pixels-major), not a copy."""
+    b, c = features.shape[:2]
+    if features.dim() == 4 and not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
+        return features.permute(0, 2, 3, 1).reshape(b, -1, c).transpose(1, 2)
+    return features.reshape(b, c, -1)
+
+
 def pixel_sums(features: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, Stats]:
     """The common start of ``accumulate``: ``(f, w, fw, {"n", "s1"})`` with ``f`` the features as
     BxCxN, ``w`` the mask as Bx1xN (or None), ``fw = f * w``, ``n`` the (weighted) pixel count and
     ``s1`` the weighted feature sum."""
-    b, c = features.shape[:2]
-    if features.dim() == 4 and not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
-        f = features.permute(0, 2, 3, 1).reshape(b, -1, c).transpose(1, 2)  # channels-last: a view, no copy
-    else:
-        f = features.reshape(b, c, -1)
+    b = features.shape[0]
+    f = as_bcn(features)
     w = None if mask is None else mask_like(mask, features).reshape(b, 1, -1)
     n = torch.full((b,), float(f.shape[-1]), device=f.device) if w is None else w.sum((1, 2))
     fw = f if w is None else f * w
@@ -139,8 +168,8 @@ class Gram(StyleStatistic):
     description = "Gram matrix (Gatys)"
 
     def accumulate(self, features: torch.Tensor, mask: torch.Tensor | None = None, params: torch.Tensor | None = None) -> Stats:
-        f, _w, fw, sums = pixel_sums(features, mask)
-        sums["s2"] = torch.bmm(fw, f.transpose(1, 2))
+        f, w, fw, sums = pixel_sums(features, mask)
+        sums["s2"] = gram_product(f) if w is None else torch.bmm(fw, f.transpose(1, 2))
         return sums
 
     def finalize(self, sums: Stats) -> Stats:

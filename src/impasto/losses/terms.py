@@ -102,16 +102,17 @@ def content_energy(target: torch.Tensor, mask: torch.Tensor | None = None) -> to
     """Per-sample sum of the squared target features (weighted by ``mask``): the content
     normaliser, additive over disjoint tiles."""
     m = mask_like(mask, target) if mask is not None else torch.ones_like(target[:, :1])
-    return (target.pow(2) * m).flatten(1).sum(1)
+    return (target.pow(2) * m).sum(tuple(range(1, target.dim())))
 
 
 def _content(features: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, norm: torch.Tensor | None = None) -> torch.Tensor:
     if mask is None and norm is None:
         return LF.content_loss(features, target)
     m = mask_like(mask, features) if mask is not None else torch.ones_like(features[:, :1])
-    diff = ((features - target).pow(2) * m).flatten(1).sum(1)
+    dims = tuple(range(1, features.dim()))  # no flatten: channels-last features stay in place
+    diff = ((features - target).pow(2) * m).sum(dims)
     if norm is None:
-        norm = (target.pow(2) * m).flatten(1).sum(1)
+        norm = (target.pow(2) * m).sum(dims)
     return (diff / norm.clamp_min(1e-8)).mean()
 
 
