@@ -28,6 +28,26 @@ def test_loss_decreases(setup, optimizer):
     assert r.image.min() >= 0 and r.image.max() <= 1
 
 
+def test_lbfgs_optimises_the_image_it_delivers(setup):
+    """Projected L-BFGS: every iterate stays in [0, 1], so the clamped image handed back has the
+    loss the optimiser reached. Unprojected, pixels wander outside and clamping them at the end
+    costs far more than the last steps gained."""
+    loss, content, _ = setup
+    seen: list[torch.Tensor] = []
+
+    def watched(x):
+        seen.append(x.detach().clone())
+        return loss(x)
+
+    projected = optimise_pixels(content, watched, iterations=30)
+    assert all(float(s.min()) >= 0 and float(s.max()) <= 1 for s in seen)
+    free = optimise_pixels(content, lambda x: loss(x), iterations=30, clamp=False)
+    with torch.no_grad():
+        delivered = {name: float(loss(r.image)[0]) for name, r in (("projected", projected), ("free", free))}
+    assert delivered["projected"] < 0.9 * delivered["free"], delivered
+    assert delivered["projected"] <= 1.01 * projected.history[-1]["total"]
+
+
 def test_lbfgs_runs_exactly_the_requested_iterations(setup):
     loss, content, _ = setup
     events = []

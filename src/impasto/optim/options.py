@@ -21,7 +21,11 @@ class LoopOptions:
     ``early_stop=(rel_tol, window)``: stop when the loss fell by less than ``rel_tol`` over
     ``window`` steps. ``average``: decay of an exponential moving average of the iterates (0 =
     off). ``stage``/``stages``: this loop's place in a pyramid (for progress events).
-    ``clamp``: keep Adam's iterate in [0, 1]. ``history_size``: L-BFGS memory (pairs).
+    ``clamp``: project the iterate onto [0, 1] after every step, L-BFGS and Adam alike. The image
+    is delivered clamped, so unprojected L-BFGS optimises something else: measured at 256 px, 100
+    steps (random VGG19, tubingen + starry night), ~6 % of the pixels ended outside [0, 1] and
+    clamping them raised the loss 11x (1.09 -> 11.97); projected, the delivered image's loss is
+    1.04. ``history_size``: L-BFGS memory (pairs).
     """
 
     iterations: int

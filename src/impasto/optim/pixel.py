@@ -33,7 +33,7 @@ class LoopState:
     """
 
     step: int
-    image: torch.Tensor  # the float iterate (unclamped for L-BFGS)
+    image: torch.Tensor  # the final image, in [0, 1]
     optimizer: dict[str, Any]  # torch optimiser state_dict (L-BFGS history, Adam moments)
     ema: torch.Tensor | None = None
     history: list[dict[str, float]] = field(default_factory=list)
@@ -186,9 +186,10 @@ def optimise_pixels(
             for step in range(first, iterations + 1):
                 before = x.detach().clone()
                 opt.step(closure)
-                if optimizer == "adam" and clamp:
+                if clamp:  # projected steps: optimise the image as it is delivered (clamped)
                     with torch.no_grad():
-                        x.clamp_(0, 1)
+                        if bool(torch.isfinite(x).all()):  # a diverged step stays visible to the checks below
+                            x.clamp_(0, 1)
                 if not all(math.isfinite(v) for v in last_terms.values()):
                     # the loss at the iterate this step started from is not finite: keep the
                     # last one whose loss was
