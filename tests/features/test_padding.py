@@ -33,6 +33,28 @@ def test_padded_convolution_matches_pytorch(side: int) -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_frozen_padded_convolution_input_gradient_is_exact(layout, kernel: int) -> None:
+    """A frozen encoder's backward skips the padded copy and folds the reflected rows and columns
+    itself: float64, both layouts, padding 1 and 2, stride 1 and 2, equal to PyTorch's."""
+    torch.manual_seed(0)
+    p = kernel // 2
+    ours = nn.Sequential(nn.Conv2d(3, 6, kernel, padding=p), nn.ReLU(), nn.Conv2d(6, 4, kernel, padding=p, stride=2)).double()
+    plain = nn.Sequential(nn.Conv2d(3, 6, kernel, padding=p, padding_mode="reflect"), nn.ReLU(), nn.Conv2d(6, 4, kernel, padding=p, stride=2, padding_mode="reflect")).double()
+    plain.load_state_dict(ours.state_dict())
+    set_padding(ours, "reflect")
+    grads = []
+    for net in (ours.requires_grad_(False), plain.requires_grad_(False)):
+        xi = torch.rand(2, 3, 11, 13, dtype=torch.float64).contiguous(memory_format=layout) if not grads else x0.clone()
+        x0 = xi.detach().clone() if not grads else x0
+        xi.requires_grad_(True)
+        y = net(xi)
+        (y * torch.linspace(-1, 1, y.numel(), dtype=torch.float64).view_as(y)).sum().backward()
+        grads.append((y.detach(), xi.grad))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+
+
 def test_padded_convolution_under_bf16_autocast() -> None:
     ours, plain = _pair("reflect")
     for net in (ours, plain):

@@ -79,14 +79,49 @@ class _PaddedConv(torch.autograd.Function):
         xs, ws = ctx.saved_tensors
         pad, mode, stride, dilation, has_bias, x_dtype, w_dtype = ctx.conf
         need_x, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], has_bias and ctx.needs_input_grad[2]
-        xp = F.pad(xs, pad, mode=mode)
+        if need_w:
+            xp = F.pad(xs, pad, mode=mode)
+        else:  # a frozen encoder: the input gradient needs only the padded input's shape (no padded copy)
+            xp = xs.new_empty(1).expand(xs.shape[0], xs.shape[1], xs.shape[2] + pad[2] + pad[3], xs.shape[3] + pad[0] + pad[1])
         gxp, gw, gb = torch.ops.aten.convolution_backward(
             gy.to(xs.dtype), xp, ws, [ws.shape[0]] if need_b else None, list(stride), [0, 0], list(dilation), False, [0, 0], 1, [need_x, need_w, need_b])
         gx = None
         if need_x:
-            unpad = torch.ops.aten.reflection_pad2d_backward if mode == "reflect" else torch.ops.aten.replication_pad2d_backward
-            gx = unpad(gxp, xs, list(pad)).to(x_dtype)
+            gx = (_reflect_unpad(gxp, pad) if mode == "reflect" else torch.ops.aten.replication_pad2d_backward(gxp, xs, list(pad))).to(x_dtype)
         return gx, (gw.to(w_dtype) if need_w else None), (gb.to(w_dtype) if need_b else None), None, None, None, None
+
+
+def _layout(t: torch.Tensor) -> torch.memory_format:
+    channels_last = t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _reflect_unpad(g: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """The gradient of reflect padding by ``pad`` (left, right, top, bottom): the interior plus
+    each padded row and column added onto the one it mirrors. One copy of the interior and a few
+    thin strips (ATen's backward zero-fills and scatters the whole map: ~1.3x the time at
+    64x384x512, channels-last)."""
+    left, right, top, bottom = pad
+    h, w = g.shape[-2] - top - bottom, g.shape[-1] - left - right
+
+    def fold_columns(rows: torch.Tensor) -> torch.Tensor:
+        out = rows[..., left:left + w].clone()
+        for k in range(1, left + 1):
+            out[..., k] += rows[..., left - k]
+        for k in range(1, right + 1):
+            out[..., w - 1 - k] += rows[..., left + w - 1 + k]
+        return out
+
+    gx = g[:, :, top:top + h, left:left + w].clone(memory_format=_layout(g))
+    for k in range(1, top + 1):
+        gx[:, :, k] += fold_columns(g[:, :, top - k])
+    for k in range(1, bottom + 1):
+        gx[:, :, h - 1 - k] += fold_columns(g[:, :, top + h - 1 + k])
+    for k in range(1, left + 1):
+        gx[:, :, :, k] += g[:, :, top:top + h, left - k]
+    for k in range(1, right + 1):
+        gx[:, :, :, w - 1 - k] += g[:, :, top:top + h, left + w - 1 + k]
+    return gx
 
 
 def current_padding(encoder: nn.Module) -> str:
