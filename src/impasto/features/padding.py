@@ -82,7 +82,9 @@ class _PaddedConv(torch.autograd.Function):
         if need_w:
             xp = F.pad(xs, pad, mode=mode)
         else:  # a frozen encoder: the input gradient needs only the padded input's shape (no padded copy)
-            xp = xs.new_empty(1).expand(xs.shape[0], xs.shape[1], xs.shape[2] + pad[2] + pad[3], xs.shape[3] + pad[0] + pad[1])
+            # (uninitialised, in x's layout: an expanded 1-element tensor sends oneDNN down a slower path)
+            size = (xs.shape[0], xs.shape[1], xs.shape[2] + pad[2] + pad[3], xs.shape[3] + pad[0] + pad[1])
+            xp = torch.empty(size, dtype=xs.dtype, device=xs.device, memory_format=_layout(xs))
         gxp, gw, gb = torch.ops.aten.convolution_backward(
             gy.to(xs.dtype), xp, ws, [ws.shape[0]] if need_b else None, list(stride), [0, 0], list(dilation), False, [0, 0], 1, [need_x, need_w, need_b])
         gx = None
