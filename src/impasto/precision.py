@@ -8,11 +8,13 @@ support; emulated bfloat16 is slower than float32.
 ``auto`` picks bf16 only where the hardware has it natively *and* the method passes the quality
 guard (network outputs within 1e-2 of fp32; an optimisation's final loss within 2 % of fp32):
 :data:`AUTO_BF16` says, per method, with the measurement. Optimisation (gatys, doodle) stays fp32
-under ``auto``: L-BFGS amplifies bfloat16's 2^-8 rounding like any tiny perturbation, so the final
-loss after 100 iterations moved by +1.5 % at 256 px but +5 % at 64 px (random VGG19), and the
-image is a different draw of the same texture (PSNR 22-27 dB against fp32; fp32 against itself
-with the photo perturbed by 1e-6 gives 24-28 dB, so no precision change can meet a 35 dB guard).
-``--precision bf16`` asks for it anyway (about 0.6x the time of fp32 on a CPU with AVX512-BF16).
+under ``auto``. Its final loss (of the delivered image, measured in fp32; L-BFGS projected onto
+[0, 1]) after 100 iterations at 256 px lands within 2 % of fp32 on 3 of the 6 example pairs, but
++2.5 and +2.8 % on two where an fp32 rerun from the photo moved by 1e-6 moves 0.5-1.1 %, and
++7.8 % on benchmarks/bench_perf.py's synthetic pair (perturbed fp32: +2.0 %). The image is a
+different draw of the same texture either way (PSNR 22-29 dB against fp32; fp32 against itself
+perturbed gives 24-30 dB, so no precision change can meet a 35 dB guard).
+``--precision bf16`` asks for it anyway (0.4x fp32's time at 256 px on a CPU with AMX-BF16).
 The guards are tested in tests/test_precision.py and measured at full size by
 benchmarks/bench_perf.py.
 """
