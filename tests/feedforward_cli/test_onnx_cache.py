@@ -1,6 +1,7 @@
 """``runtime="auto"``: when it picks ONNX Runtime (:func:`choose_runtime`), that the result equals
 PyTorch's, and the verified cache of exports (reused, re-exported when damaged or when the model
-changed, never a stale file); the cache lives in the test's own IMPASTO_HOME (tests/conftest.py)."""
+changed, never a stale file; pruned to IMPASTO_ONNX_CACHE_MAX, least recently used first, never
+an entry in use). The cache lives in the test's own IMPASTO_HOME (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 import torch
 
 from impasto import precision as P
+from impasto.errors import ConfigError
 from impasto.image.io import read_metadata
-from impasto.methods import ff_onnx
+from impasto.methods import ff_onnx, onnx_cache
 from impasto.methods.ff_apply import ApplyConfig, ApplyMethod, ModelSession, apply_model
 from impasto.methods.ff_onnx import AUTO_ONNX, choose_runtime, onnx_cache_dir
 from impasto.nets.registry import get_arch
@@ -189,3 +191,118 @@ def test_without_onnxruntime_auto_is_torch(models, monkeypatch):
 def test_every_arch_in_the_auto_table_exists():
     for arch in AUTO_ONNX:
         get_arch(arch)
+
+
+# ------------------------------------------------------------------------------------------
+# pruning to the budget (IMPASTO_ONNX_CACHE_MAX) and keeping what is in use
+
+
+def _export(model: Path) -> Path:
+    """Export ``model`` into the cache through ff_onnx (as a session would) and release it."""
+    path, _, held = ff_onnx.onnx_for(model)
+    if held is not None:
+        held.cleanup()
+    return path
+
+
+def _entry_names() -> list[str]:
+    return sorted(e.name for e in onnx_cache.entries())
+
+
+def _cache_bytes() -> int:
+    return sum(p.stat().st_size for p in onnx_cache_dir().iterdir() if not p.name.startswith("."))
+
+
+def _last_used(path: Path, seconds: float) -> None:
+    """Date the last use of the entry of ``path`` (its record's time) back to ``seconds``."""
+    os.utime(path.with_suffix(".json"), (seconds, seconds))
+
+
+def test_pruning_removes_the_least_recently_used_first_and_a_reused_entry_survives(tmp_path, exports, monkeypatch):
+    a, b, c, d = (build_model_file(tmp_path / f"{n}.pt", "johnson-small", seed=k) for k, n in enumerate("abcd", 1))
+    path_a = _export(a)
+    _last_used(path_a, 1000)
+    path_b = _export(b)
+    _last_used(path_b, 2000)
+    size = _cache_bytes() / 2  # one entry, .onnx and record
+    before = path_a.stat()
+    exports["fail"] = True  # reusing a must not export it again
+    with ModelSession(a, ApplyConfig()) as session:  # a is used: now the most recently used
+        assert session.runtime == "onnx" and session.runner.path == path_a
+    exports["fail"] = False
+    after = path_a.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # the .onnx is not rewritten
+    assert onnx_cache.entries()[-1].onnx == path_a
+    budget = int(2.5 * size)
+    monkeypatch.setenv("IMPASTO_ONNX_CACHE_MAX", str(budget))
+    path_c = _export(c)
+    assert not path_b.exists() and not path_b.with_suffix(".json").exists()  # b, least recently used, went with its record
+    assert _entry_names() == sorted([path_a.stem, path_c.stem]) and _cache_bytes() <= budget
+    monkeypatch.setenv("IMPASTO_ONNX_CACHE_MAX", "0")  # keep nothing beyond the export just written
+    path_d = _export(d)
+    assert _entry_names() == [path_d.stem] and path_d.is_file() and path_d.with_suffix(".json").is_file()
+    assert exports["count"] == 4
+
+
+def test_an_entry_in_use_is_never_pruned_nor_cleared(tmp_path, exports, monkeypatch):
+    if os.name == "nt":
+        pytest.skip("POSIX locks; on Windows the open file protects itself")
+    a, b = (build_model_file(tmp_path / f"{n}.pt", "johnson-small", seed=k) for k, n in enumerate("ab", 1))
+    monkeypatch.setenv("IMPASTO_ONNX_CACHE_MAX", "0")
+    with ModelSession(a, ApplyConfig()) as session:  # a session of this or another process holds a
+        path_a = session.runner.path
+        _last_used(path_a, 1000)
+        path_b = _export(b)
+        assert _entry_names() == sorted([path_a.stem, path_b.stem])  # over budget, but a is in use
+        removed, kept = onnx_cache.clear()
+        assert [e.name for e in removed] == [path_b.stem] and [(e.name, why) for e, why in kept] == [(path_a.stem, "in use")]
+        assert path_a.is_file()
+    assert [e.name for e in onnx_cache.clear()[0]] == [path_a.stem] and _entry_names() == []
+
+
+def test_pruning_tolerates_entries_another_process_removed(monkeypatch):
+    folder = onnx_cache_dir()
+    folder.mkdir(parents=True)
+    for k in range(3):
+        name = f"{k:032x}-{k:012x}"
+        (folder / f"{name}.onnx").write_bytes(b"x" * 1000)
+        (folder / f"{name}.json").write_text("{}")
+        os.utime(folder / f"{name}.json", (1000 + k, 1000 + k))
+    (folder / "notes.txt").write_text("not ours")
+    (folder / ".0123-export.onnx").write_bytes(b"an export in progress")
+    listed = onnx_cache.entries()
+    assert [e.last_used for e in listed] == [1000, 1001, 1002] and all(e.size == 1002 for e in listed)
+    listed[0].onnx.unlink()  # another process pruned meanwhile: the file first ...
+    listed[1].onnx.unlink()
+    listed[1].record.unlink()  # ... or the whole entry
+    monkeypatch.setattr(onnx_cache, "entries", lambda folder=None: listed)
+    assert [e.name for e in onnx_cache.prune(0)] == [e.name for e in listed]
+    assert sorted(p.name for p in folder.iterdir()) == [".0123-export.onnx", "notes.txt"]  # not entries: left alone
+
+
+def test_the_budget_comes_from_impasto_onnx_cache_max(monkeypatch):
+    expected = {"500M": 500 * 2**20, "2G": 2 * 2**30, "1.5GB": int(1.5 * 2**30), "0": 0, "123456": 123456, " 64 kib ": 64 * 1024}
+    for text, size in expected.items():
+        monkeypatch.setenv("IMPASTO_ONNX_CACHE_MAX", text)
+        assert onnx_cache.cache_budget() == size, text
+    for text in ("", "  "):
+        monkeypatch.setenv("IMPASTO_ONNX_CACHE_MAX", text)
+        assert onnx_cache.cache_budget() == 2 * 2**30
+    monkeypatch.delenv("IMPASTO_ONNX_CACHE_MAX")
+    assert onnx_cache.cache_budget() == onnx_cache.DEFAULT_CACHE_MAX == 2 * 2**30
+    for text in ("lots", "-1", "2X", "1e9"):
+        monkeypatch.setenv("IMPASTO_ONNX_CACHE_MAX", text)
+        with pytest.raises(ConfigError) as info:
+            onnx_cache.cache_budget()
+        message = f"IMPASTO_ONNX_CACHE_MAX={text!r} is not a size: give bytes or a size like 500M, 2G or 1.5GB (0 keeps only the latest export)"
+        assert str(info.value) == message and info.value.with_flags() == message
+
+
+def test_a_bad_budget_fails_a_run_under_auto_instead_of_falling_back(models, exports, monkeypatch):
+    monkeypatch.setenv("IMPASTO_ONNX_CACHE_MAX", "lots")
+    with pytest.raises(ConfigError, match=r"^IMPASTO_ONNX_CACHE_MAX='lots' is not a size"):
+        _run(models["johnson-small"])
+    assert exports["count"] == 0 and not _cached_files()
+    _, manifest = _run(models["johnson-small"], runtime="torch")  # PyTorch needs no cache
+    assert manifest["runtime"] == "torch"
+

@@ -174,7 +174,7 @@ class ModelSession:
                 onnx_path, self.meta, self._tmp = onnx_for(self.model_file, callback=callback)
                 self.runner = OnnxRunner(onnx_path, self.meta, config)
             except Exception as exc:  # noqa: BLE001 - auto's choice must not fail a run that PyTorch can do
-                if config.runtime != "auto" or onnx_file:
+                if config.runtime != "auto" or onnx_file or isinstance(exc, ConfigError):  # a bad setting (IMPASTO_ONNX_CACHE_MAX) is the user's to fix
                     raise
                 self.close()
                 reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

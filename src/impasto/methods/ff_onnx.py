@@ -19,7 +19,9 @@ description: a file is reused only while it matches, so a truncated or damaged f
 again (and a run from the cache needs no ``import onnx``, about a second). The file and then its record
 are each written atomically (temporary file + rename): an interrupted export leaves no file, and
 two processes exporting at once each leave a complete one (if their records cross, the next run
-exports once more).
+exports once more). The cache is kept within a size budget: after each export the least recently
+used entries go (``IMPASTO_ONNX_CACHE_MAX``, default 2G; an entry in use stays), see
+:mod:`.onnx_cache`.
 """
 
 from __future__ import annotations
@@ -35,10 +37,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from .._version import __version__
-from ..config import impasto_home
 from ..errors import ImpastoError, ModelFileError
 from ..progress import Event, MessageEvent, emit
 from ..provenance import sha256_file, write_json
+from . import onnx_cache
 from .ff_export import ONNX_EXPORT_VERSION, ONNX_OPSET, export_model, read_onnx_meta
 
 if TYPE_CHECKING:
@@ -99,7 +101,7 @@ def choose_runtime(model_file: str | os.PathLike[str], arch: str | None, config:
 
 def onnx_cache_dir() -> Path:
     """Where exports of ``.pt`` models are cached: ``impasto_home()/cache/onnx``."""
-    return impasto_home() / "cache" / "onnx"
+    return onnx_cache.cache_dir()
 
 
 def exporter_stamp() -> dict[str, Any]:
@@ -135,10 +137,12 @@ def _cached(target: Path, record: Path, model_sha256: str, stamp: dict[str, Any]
 
 
 def onnx_for(model_path: Path, *, callback: Callable[[Event], None] | None = None) -> tuple[Path, dict[str, Any], Any]:
-    """An ONNX file for ``model_path`` and its description, plus a temporary folder to clean up
-    (or None): the file itself (``.onnx``), a sibling ``.onnx`` at least as new as the model (what
-    ``impasto export MODEL`` writes), else the cached export (made now if missing or damaged; in a
-    temporary folder when the cache cannot be written)."""
+    """An ONNX file for ``model_path``, its description, and what to release when done (an object
+    with ``cleanup()``: a temporary folder, or the hold that keeps a cached export from being
+    pruned while it is used; or None): the file itself (``.onnx``), a sibling ``.onnx`` at least
+    as new as the model (what ``impasto export MODEL`` writes), else the cached export (made now
+    if missing or damaged, then the cache is pruned to its budget; in a temporary folder when the
+    cache cannot be written). ConfigError when ``IMPASTO_ONNX_CACHE_MAX`` is not a size."""
     if model_path.suffix.lower() == ".onnx":
         return model_path, read_onnx_meta(model_path), None
     sibling = model_path.with_suffix(".onnx")
@@ -147,14 +151,19 @@ def onnx_for(model_path: Path, *, callback: Callable[[Event], None] | None = Non
             return sibling, read_onnx_meta(sibling), None
         except ModelFileError as exc:
             emit(callback, MessageEvent(f"ignoring {sibling}: {exc}", level="warning"))
-    stamp = exporter_stamp()
     model_sha256 = sha256_file(model_path)
+    budget = onnx_cache.cache_budget()  # a bad IMPASTO_ONNX_CACHE_MAX fails before any work
+    stamp = exporter_stamp()
     folder = onnx_cache_dir()
     name = _cache_name(model_sha256, stamp)
     target, record = folder / f"{name}.onnx", folder / f"{name}.json"
-    meta = _cached(target, record, model_sha256, stamp)
-    if meta is not None:
-        return target, meta, None
+    held = onnx_cache.hold(target)  # held before it is checked: a pruner elsewhere cannot remove it now
+    if held is not None:
+        meta = _cached(target, record, model_sha256, stamp)
+        if meta is not None:
+            onnx_cache.mark_used(record)
+            return target, meta, held
+        held.cleanup()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         writable = os.access(folder, os.W_OK)
@@ -167,7 +176,36 @@ def onnx_for(model_path: Path, *, callback: Callable[[Event], None] | None = Non
         return path, read_onnx_meta(path), tmpdir
     emit(callback, MessageEvent(f"exporting {model_path} to ONNX once: cached in {folder} and reused while the model file is unchanged"))
     record.unlink(missing_ok=True)  # the file is about to change: no record may vouch for it meanwhile
-    export_model(model_path, target, format="onnx")
-    meta = read_onnx_meta(target)
-    write_json(record, {"model_sha256": model_sha256, "exporter": stamp, "onnx_sha256": sha256_file(target), "onnx_size": target.stat().st_size, "model": str(model_path.resolve()), "meta": meta})
-    return target, meta, None
+    held = _export_held(model_path, target)
+    try:
+        meta = read_onnx_meta(target)
+        write_json(record, {"model_sha256": model_sha256, "exporter": stamp, "onnx_sha256": sha256_file(target), "onnx_size": target.stat().st_size, "model": str(model_path.resolve()), "meta": meta})
+        removed = onnx_cache.prune(budget, keep={name}, folder=folder)
+    except BaseException:
+        if held is not None:
+            held.cleanup()
+        raise
+    if removed:
+        freed = onnx_cache.format_size(sum(e.size for e in removed))
+        emit(callback, MessageEvent(f"removed {len(removed)} least recently used ONNX export(s) ({freed}) from {folder}: the cache's budget is {onnx_cache.format_size(budget)} ({onnx_cache.CACHE_MAX_ENV})"))
+    return target, meta, held
+
+
+def _export_held(model_path: Path, target: Path) -> onnx_cache.EntryHold | None:
+    """Export ``model_path`` to ``target`` (via a hidden temporary file beside it), held from
+    before it appears under its name (on Windows, once it has: an open file cannot be renamed)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".export.onnx", dir=target.parent)
+    os.close(fd)
+    partial, held = Path(tmp), None
+    try:
+        export_model(model_path, partial, format="onnx")
+        if os.name != "nt":
+            held = onnx_cache.hold(partial)
+        os.replace(partial, target)
+    except BaseException:
+        if held is not None:
+            held.cleanup()
+        raise
+    finally:
+        partial.unlink(missing_ok=True)
+    return held if held is not None else onnx_cache.hold(target)
