@@ -1,7 +1,8 @@
 """``runtime="auto"``: when it picks ONNX Runtime (:func:`choose_runtime`), that the result equals
 PyTorch's, and the verified cache of exports (reused, re-exported when damaged or when the model
 changed, never a stale file; pruned to IMPASTO_ONNX_CACHE_MAX, least recently used first, never
-an entry in use). The cache lives in the test's own IMPASTO_HOME (tests/conftest.py)."""
+an entry in use); a sibling model.onnx used only when it was exported from this model file. The
+cache lives in the test's own IMPASTO_HOME (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from impasto.methods import ff_onnx, onnx_cache
 from impasto.methods.ff_apply import ApplyConfig, ApplyMethod, ModelSession, apply_model
 from impasto.methods.ff_onnx import AUTO_ONNX, choose_runtime, onnx_cache_dir
 from impasto.nets.registry import get_arch
+from impasto.provenance import sha256_file
 from tests.conftest import require_module
 from tests.feedforward_cli.conftest import build_model_file, save_photo
 
@@ -306,3 +308,53 @@ def test_a_bad_budget_fails_a_run_under_auto_instead_of_falling_back(models, exp
     _, manifest = _run(models["johnson-small"], runtime="torch")  # PyTorch needs no cache
     assert manifest["runtime"] == "torch"
 
+
+# ------------------------------------------------------------------------------------------
+# a sibling model.onnx is used by what it was exported from, not by its time stamp
+
+
+def test_a_sibling_exported_from_another_model_is_not_used(tmp_path, exports):
+    from impasto.methods.ff_export import export_model
+
+    a = build_model_file(tmp_path / "a.pt", "johnson-small", seed=1)
+    b = build_model_file(tmp_path / "b.pt", "johnson-small", seed=2)
+    onnx_a, onnx_b = export_model(a), export_model(b)
+    onnx_a.rename(tmp_path / "swap")
+    onnx_b.rename(onnx_a)
+    (tmp_path / "swap").rename(onnx_b)
+    for path in (onnx_a, onnx_b):
+        os.utime(path, (4e9, 4e9))  # newer than the models: the time stamp would have let them through
+    for model, other in ((a, b), (b, a)):
+        events = []
+        result = ApplyMethod().run(ApplyConfig(), {"model": model, "image": PHOTO}, callback=events.append)
+        reference, _ = _run(model, runtime="torch")
+        wrong, _ = _run(other, runtime="torch")
+        assert result.manifest["runtime"] == "onnx" and float((result.image - reference).abs().max()) < 1e-4
+        assert float((result.image - wrong).abs().max()) > 1e-2
+        assert [e.text.split(":")[0] for e in events if getattr(e, "level", "") == "warning"] == [f"ignoring {model.with_suffix('.onnx')}"]
+    assert len(_cached_files()) == 2 and exports["count"] == 2  # each exported into the cache instead
+
+
+def test_a_sibling_of_this_model_is_used_whatever_its_time_stamp(tmp_path, exports):
+    from impasto.methods.ff_export import SOURCE_KEY, export_model, read_onnx_export
+
+    model = build_model_file(tmp_path / "m.pt", "johnson-small")
+    sibling = export_model(model)
+    assert read_onnx_export(sibling)[1] == sha256_file(model)
+    os.utime(sibling, (1, 1))  # older than the model (a copy, a checkout): still this model's export
+    with ModelSession(model, ApplyConfig()) as session:
+        assert session.runner.path == sibling and not _cached_files()
+    assert exports["count"] == 0
+    # an export by an older impasto records no source: ignored (exported into the cache), not an error
+    import onnx
+
+    proto = onnx.load(str(sibling))
+    kept = [p for p in proto.metadata_props if p.key != SOURCE_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    onnx.save(proto, str(sibling))
+    events = []
+    with ModelSession(model, ApplyConfig(), callback=events.append) as session:
+        assert session.runtime == "onnx" and session.runner.path.parent == onnx_cache_dir()
+    assert exports["count"] == 1 and not [e for e in events if getattr(e, "level", "") == "warning"]
+    assert any("does not record which model file" in getattr(e, "text", "") for e in events)

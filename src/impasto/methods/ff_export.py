@@ -2,8 +2,9 @@
 
 The network says what to trace (``export_module()`` and ``example_inputs()``, see
 :mod:`impasto.nets.protocol`); this module adds the dynamic axes, the model's description as
-metadata (ONNX ``impasto`` property; TorchScript extra file ``impasto.json``) and writes the file
-atomically.
+metadata (ONNX ``impasto`` property; TorchScript extra file ``impasto.json``), the SHA-256 of the
+model file an ONNX file was exported from (property ``impasto_source_sha256``: ``impasto apply``
+reuses a ``model.onnx`` next to ``model.pt`` only while it matches) and writes the file atomically.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ import torch
 from ..atomic import atomic_path
 from ..config import check_rules
 from ..errors import ModelFileError, UsageError
+from ..provenance import sha256_file
 from .ff_model import MODEL_FORMAT, load_model
 
-__all__ = ["EXPORT_FORMATS", "ONNX_OPSET", "ONNX_EXPORT_VERSION", "export_model", "read_onnx_meta", "dynamic_axes"]
+__all__ = ["EXPORT_FORMATS", "ONNX_OPSET", "ONNX_EXPORT_VERSION", "SOURCE_KEY", "export_model", "read_onnx_meta", "read_onnx_export", "dynamic_axes"]
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 #: the ONNX opset ``export_model`` writes by default
 ONNX_OPSET = 17
 #: the version of what ``export_model`` writes into an ONNX file (graph, inputs, metadata): bump it
 #: whenever that changes, so that cached exports (:mod:`.ff_onnx`) made by older code are not reused
-ONNX_EXPORT_VERSION = 1
+ONNX_EXPORT_VERSION = 2  # 2: the source model's SHA-256 (SOURCE_KEY)
+#: the ONNX metadata property holding the SHA-256 of the model file the export was made from
+SOURCE_KEY = "impasto_source_sha256"
 
 
 def dynamic_axes(inputs: dict[str, torch.Tensor], scale: int = 1) -> dict[str, dict[int, str]]:
@@ -55,7 +59,8 @@ def export_model(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
     The exported network takes sides that are multiples of the network's ``multiple`` (stored in
     the metadata as ``multiple``; the input names as ``inputs``): ``apply`` pads and crops around
     it. The model's description (architecture, style, steps, licence) is stored in the file
-    (ONNX metadata ``impasto``; TorchScript extra file ``impasto.json``).
+    (ONNX metadata ``impasto``; TorchScript extra file ``impasto.json``); an ONNX file also
+    records the SHA-256 of the model file (metadata :data:`SOURCE_KEY`).
     """
     check_rules([
         (format in EXPORT_FORMATS, "format", f"format {format!r}: choose from {', '.join(EXPORT_FORMATS)}"),
@@ -88,6 +93,8 @@ def export_model(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
                 model = onnx.load(str(tmp))
                 entry = model.metadata_props.add()
                 entry.key, entry.value = "impasto", json.dumps(meta, default=str)
+                source = model.metadata_props.add()
+                source.key, source.value = SOURCE_KEY, sha256_file(loaded.path)
                 model.producer_name = "impasto"
                 onnx.save(model, str(tmp))
         else:
@@ -99,6 +106,12 @@ def export_model(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
 
 def read_onnx_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The impasto description stored in an exported ONNX file."""
+    return read_onnx_export(path)[0]
+
+
+def read_onnx_export(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str | None]:
+    """The impasto description stored in an exported ONNX file and the SHA-256 of the model file
+    it was exported from (None in a file exported before impasto recorded it)."""
     try:
         import onnx
     except ImportError:
@@ -116,4 +129,4 @@ def read_onnx_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFileError(f"{path}: corrupt impasto metadata in the ONNX file") from None
     if meta.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path}: not an impasto feed-forward model")
-    return meta
+    return meta, props.get(SOURCE_KEY) or None

@@ -22,6 +22,12 @@ two processes exporting at once each leave a complete one (if their records cros
 exports once more). The cache is kept within a size budget: after each export the least recently
 used entries go (``IMPASTO_ONNX_CACHE_MAX``, default 2G; an entry in use stays), see
 :mod:`.onnx_cache`.
+
+A ``model.onnx`` next to ``model.pt`` (what ``impasto export model.pt`` writes) is used instead
+while it records the SHA-256 of the ``.pt`` file it was exported from and that matches the
+model file now: its content decides, not its time stamp (copies, ``touch`` and checkouts change
+those). A sibling that does not match, or that records no source (exported by an older impasto),
+is ignored, with a message.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from ..errors import ImpastoError, ModelFileError
 from ..progress import Event, MessageEvent, emit
 from ..provenance import sha256_file, write_json
 from . import onnx_cache
-from .ff_export import ONNX_EXPORT_VERSION, ONNX_OPSET, export_model, read_onnx_meta
+from .ff_export import ONNX_EXPORT_VERSION, ONNX_OPSET, export_model, read_onnx_export, read_onnx_meta
 
 if TYPE_CHECKING:
     from .ff_apply import ApplyConfig
@@ -136,22 +142,39 @@ def _cached(target: Path, record: Path, model_sha256: str, stamp: dict[str, Any]
         return None
 
 
+def _sibling(model_path: Path, model_sha256: str, callback: Callable[[Event], None] | None) -> tuple[Path, dict[str, Any]] | None:
+    """``model.onnx`` next to ``model_path`` and its description when it was exported from this
+    very model file (it records the SHA-256 ``model_sha256``); else None, with a message saying why."""
+    sibling = model_path.with_suffix(".onnx")
+    if not sibling.is_file():
+        return None
+    try:
+        meta, source = read_onnx_export(sibling)
+    except ModelFileError as exc:
+        emit(callback, MessageEvent(f"ignoring {sibling}: {exc}", level="warning"))
+        return None
+    if source == model_sha256:
+        return sibling, meta
+    if source is None:
+        emit(callback, MessageEvent(f"ignoring {sibling}: it does not record which model file it was exported from (an older impasto's export; `impasto export {model_path}` writes one that is used)"))
+    else:
+        emit(callback, MessageEvent(f"ignoring {sibling}: it was exported from another model file than {model_path} is now (sha256 {source[:12]}, not {model_sha256[:12]}); `impasto export {model_path}` renews it", level="warning"))
+    return None
+
+
 def onnx_for(model_path: Path, *, callback: Callable[[Event], None] | None = None) -> tuple[Path, dict[str, Any], Any]:
     """An ONNX file for ``model_path``, its description, and what to release when done (an object
     with ``cleanup()``: a temporary folder, or the hold that keeps a cached export from being
-    pruned while it is used; or None): the file itself (``.onnx``), a sibling ``.onnx`` at least
-    as new as the model (what ``impasto export MODEL`` writes), else the cached export (made now
+    pruned while it is used; or None): the file itself (``.onnx``), a sibling ``.onnx`` exported
+    from this model file (what ``impasto export MODEL`` writes), else the cached export (made now
     if missing or damaged, then the cache is pruned to its budget; in a temporary folder when the
     cache cannot be written). ConfigError when ``IMPASTO_ONNX_CACHE_MAX`` is not a size."""
     if model_path.suffix.lower() == ".onnx":
         return model_path, read_onnx_meta(model_path), None
-    sibling = model_path.with_suffix(".onnx")
-    if sibling.is_file() and sibling.stat().st_mtime >= model_path.stat().st_mtime:
-        try:
-            return sibling, read_onnx_meta(sibling), None
-        except ModelFileError as exc:
-            emit(callback, MessageEvent(f"ignoring {sibling}: {exc}", level="warning"))
     model_sha256 = sha256_file(model_path)
+    found = _sibling(model_path, model_sha256, callback)
+    if found is not None:
+        return found[0], found[1], None
     budget = onnx_cache.cache_budget()  # a bad IMPASTO_ONNX_CACHE_MAX fails before any work
     stamp = exporter_stamp()
     folder = onnx_cache_dir()
