@@ -259,6 +259,43 @@ def export(model: PathLike, out: PathLike | None = None, *, format: str = "onnx"
     return feedforward.export_model(model, out, format=format, opset=opset)
 
 
+def onnx_cache_dir() -> Path:
+    """Where ``apply`` caches the ONNX exports of ``.pt`` models (``IMPASTO_HOME/cache/onnx``)."""
+    from .methods import onnx_cache
+
+    return onnx_cache.cache_dir()
+
+
+def onnx_cache_budget() -> int:
+    """The ONNX cache's budget in bytes (``IMPASTO_ONNX_CACHE_MAX``, default 2G; ConfigError when
+    that is not a size)."""
+    from .methods import onnx_cache
+
+    return onnx_cache.cache_budget()
+
+
+def onnx_cache_entries() -> list[Any]:
+    """The ONNX cache's entries (:class:`impasto.methods.onnx_cache.CacheEntry`), least recently used first."""
+    from .methods import onnx_cache
+
+    return onnx_cache.entries()
+
+
+def clear_onnx_cache(*, dry_run: bool = False) -> tuple[list[Any], list[tuple[Any, str]]]:
+    """Remove every ONNX cache entry not in use (``dry_run``: only say which): the removed
+    entries, and those kept with why."""
+    from .methods import onnx_cache
+
+    return onnx_cache.clear(dry_run=dry_run)
+
+
+def format_size(n: float) -> str:
+    """``n`` bytes for people (1K = 1024, as ``IMPASTO_ONNX_CACHE_MAX`` reads sizes)."""
+    from .methods import onnx_cache
+
+    return onnx_cache.format_size(n)
+
+
 def sweep(content: PathLike, style: Any, axes: Sequence[Any], out_dir: PathLike, *, config: Any = None,
           callback: Callable[[Event], None] | None = None, columns: int | None = None, download_progress: Any = None) -> dict[str, Any]:
     """Run a grid over one or two gatys parameters (see :func:`impasto.methods.sweep.run_sweep`)."""

@@ -33,6 +33,7 @@ TOOLS = (
     "impasto.cli.video",
     "impasto.cli.webcam",
     "impasto.cli.weights",
+    "impasto.cli.cache",
 )
 
 DESCRIPTION = """\
@@ -45,6 +46,7 @@ impasto renders a photograph in the style of a painting.
   impasto video clip.mp4 -o out.mp4 --model model/    a video, without flicker (or --style: optimised)
   impasto webcam --model model/                         live from a camera
   impasto serve                                         a web page and REST API at 127.0.0.1:8000
+  impasto cache list                                    the ONNX exports apply keeps (cache clear: remove them)
 
 Run `impasto COMMAND --help` for the options of each command.
 """

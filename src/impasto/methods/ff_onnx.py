@@ -21,7 +21,7 @@ are each written atomically (temporary file + rename): an interrupted export lea
 two processes exporting at once each leave a complete one (if their records cross, the next run
 exports once more). The cache is kept within a size budget: after each export the least recently
 used entries go (``IMPASTO_ONNX_CACHE_MAX``, default 2G; an entry in use stays), see
-:mod:`.onnx_cache`.
+:mod:`.onnx_cache`; ``impasto cache list|clear`` shows and empties it.
 
 A ``model.onnx`` next to ``model.pt`` (what ``impasto export model.pt`` writes) is used instead
 while it records the SHA-256 of the ``.pt`` file it was exported from and that matches the
