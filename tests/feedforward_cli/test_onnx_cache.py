@@ -7,6 +7,7 @@ cache lives in the test's own IMPASTO_HOME (tests/conftest.py)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -358,3 +359,25 @@ def test_a_sibling_of_this_model_is_used_whatever_its_time_stamp(tmp_path, expor
         assert session.runtime == "onnx" and session.runner.path.parent == onnx_cache_dir()
     assert exports["count"] == 1 and not [e for e in events if getattr(e, "level", "") == "warning"]
     assert any("does not record which model file" in getattr(e, "text", "") for e in events)
+
+
+def test_temporary_files_of_killed_exports_go_once_stale():
+    """An export killed before its rename (SIGKILL, power cut) leaves a hidden temporary file:
+    pruning and clearing remove it once it is over an hour old, never a fresh one (an export
+    in progress) nor files of other names."""
+    folder = onnx_cache_dir()
+    folder.mkdir(parents=True)
+    name = f"{7:032x}-{7:012x}"
+    stale, fresh = folder / f".{name}.k1l2.export.onnx", folder / f".{name}.a1b2.export.onnx"
+    stale_record, other = folder / f".{name}.q9.part.json", folder / ".0123-export.onnx"
+    for path in (stale, fresh, stale_record, other):
+        path.write_bytes(b"x" * 100)
+    old = time.time() - onnx_cache.STALE_PARTIAL_AGE - 60
+    for path in (stale, stale_record, other):
+        os.utime(path, (old, old))
+    assert onnx_cache.clear(dry_run=True) == ([], []) and stale.exists()  # a dry run removes nothing
+    assert onnx_cache.prune(2**30) == []
+    assert sorted(p.name for p in folder.iterdir()) == sorted([fresh.name, other.name])
+    os.utime(fresh, (old, old))
+    onnx_cache.clear()
+    assert sorted(p.name for p in folder.iterdir()) == [other.name]

@@ -16,7 +16,8 @@ and skips an entry it cannot lock, or whose file was replaced meanwhile (a fresh
 Windows, where an open file cannot be deleted, the open handle itself protects the entry.
 Files another process removed meanwhile are skipped. Only names of the entries' form are
 touched: other files in the folder, and the hidden temporary files of exports in progress,
-are left alone.
+are left alone, except temporary files over an hour old (an export killed before its rename,
+by SIGKILL or a power cut), which :func:`prune` and :func:`clear` remove.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import contextlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Collection, Iterator
@@ -46,6 +48,8 @@ __all__ = [
     "hold",
     "prune",
     "clear",
+    "remove_stale_partials",
+    "STALE_PARTIAL_AGE",
 ]
 
 #: the environment variable that sets the cache's budget
@@ -54,6 +58,10 @@ CACHE_MAX_ENV = "IMPASTO_ONNX_CACHE_MAX"
 DEFAULT_CACHE_MAX = 2 * 2**30
 
 _ENTRY_NAME = re.compile(r"[0-9a-f]{32}-[0-9a-f]{12}")
+#: the hidden temporary files of an entry's export or record (ff_onnx, impasto.atomic)
+_PARTIAL_NAME = re.compile(r"\.[0-9a-f]{32}-[0-9a-f]{12}\..+\.(export\.onnx|part\.json)")
+#: a temporary file older than this (seconds) belongs to an export that was killed
+STALE_PARTIAL_AGE = 3600.0
 _SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?b)?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
@@ -242,10 +250,29 @@ def _remove(entry: CacheEntry, *, dry_run: bool = False) -> str | None:
     return None
 
 
+def remove_stale_partials(folder: Path | None = None, *, max_age: float = STALE_PARTIAL_AGE) -> int:
+    """Remove the temporary files of exports killed before their rename (hidden, of an entry's
+    name, older than ``max_age`` seconds); the bytes freed."""
+    folder = cache_dir() if folder is None else folder
+    freed, now = 0, time.time()
+    try:
+        candidates = [p for p in folder.iterdir() if _PARTIAL_NAME.fullmatch(p.name)]
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for path in candidates:
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+            st = path.stat()
+            if now - st.st_mtime > max_age:
+                path.unlink()
+                freed += st.st_size
+    return freed
+
+
 def prune(budget: int, *, keep: Collection[str] = (), folder: Path | None = None) -> list[CacheEntry]:
     """Remove the least recently used entries, except those named in ``keep`` and those in use,
-    until the entries take at most ``budget`` bytes (or none is left to remove). Returns the
-    removed ones."""
+    until the entries take at most ``budget`` bytes (or none is left to remove), and the
+    temporary files of killed exports. Returns the removed entries."""
+    remove_stale_partials(folder)
     found = entries(folder)
     total = sum(e.size for e in found)
     removed = []
@@ -263,6 +290,8 @@ def clear(*, dry_run: bool = False, folder: Path | None = None) -> tuple[list[Ca
     """Remove every entry of the cache (with ``dry_run``, only say which would go): the removed
     entries, and those kept with the reason (``"in use"``, or why removing failed)."""
     removed, kept = [], []
+    if not dry_run:
+        remove_stale_partials(folder)
     for entry in entries(folder):
         reason = _remove(entry, dry_run=dry_run)
         if reason is None:
