@@ -23,7 +23,7 @@ class LoopOptions:
     off). ``stage``/``stages``: this loop's place in a pyramid (for progress events).
     ``clamp``: project the iterate onto [0, 1] after every step, L-BFGS and Adam alike. The image
     is delivered clamped, so unprojected L-BFGS optimises something else: measured at 256 px, 100
-    steps (random VGG19, tubingen + starry night), ~6 % of the pixels ended outside [0, 1] and
+    steps (random VGG19, chelsea + starry night), ~6 % of the pixels ended outside [0, 1] and
     clamping them raised the loss 11x (1.09 -> 11.97); projected, the delivered image's loss is
     1.04. ``history_size``: L-BFGS memory (pairs).
     """
