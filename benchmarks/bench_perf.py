@@ -155,7 +155,7 @@ def impasto_gatys_config(case: dict, iterations: int, edge: int, precision: str)
 
     return GatysConfig(
         edge=edge, scales=str(edge), iterations=iterations, encoder=case["encoder"], weights=case["checkpoint"],
-        preprocessing="torchvision", **precision_kwargs(GatysConfig, precision),
+        preprocessing="torchvision", device=case.get("device", "cpu"), **precision_kwargs(GatysConfig, precision),
     )
 
 
@@ -182,8 +182,9 @@ def impasto_gatys_loss_fp32(case: dict, encoder: Any, content: Any, style: Any, 
     cfg = impasto_gatys_config(case, 1, max(content.shape[-2:]), "fp32")
     loss = build_loss(cfg, encoder)
     with padding_mode(encoder, cfg.padding), torch.no_grad():
-        loss.set_style([style])
-        loss.set_content(content)
+        device = images[0].device
+        loss.set_style([style.to(device)])
+        loss.set_content(content.to(device))
         return [float(loss(x)[0]) for x in images]
 
 
@@ -208,13 +209,13 @@ def impasto_model_file(arch: str, folder: Path, quick: bool) -> Path:
     return save_model(folder / f"{arch}.pt", model_payload(net, arch, net_config, TrainConfig(steps=1), {"name": "random", "sha256": "0" * 64}, 1, {}, styles=styles))
 
 
-def impasto_apply(model: Path, precision: str, painting: Any = None, runtime: str = "torch") -> Callable[[Any], Any]:
+def impasto_apply(model: Path, precision: str, painting: Any = None, runtime: str = "torch", device: str = "cpu") -> Callable[[Any], Any]:
     """``photo -> stylised`` through ModelSession + stylise_photo (the path of ``impasto apply``).
     An AdaIN painting is encoded on every call, as the reference does. ``runtime="onnx"``: ONNX
     Runtime on the model exported once when the session opens (``impasto apply --runtime onnx``)."""
     from impasto.methods.ff_apply import ApplyConfig, ModelSession, stylise_photo
 
-    config = ApplyConfig(device="cpu", runtime=runtime, **(precision_kwargs(ApplyConfig, precision) if runtime != "onnx" else {"precision": "fp32"}))
+    config = ApplyConfig(device=device, runtime=runtime, **(precision_kwargs(ApplyConfig, precision) if runtime != "onnx" else {"precision": "fp32"}))
     session = ModelSession(model, config, styles=[painting] if painting is not None else [])
 
     def apply(photo: Any) -> Any:
@@ -225,7 +226,7 @@ def impasto_apply(model: Path, precision: str, painting: Any = None, runtime: st
     return apply
 
 
-def impasto_train_step(encoder: str, batch: Any, style: Any, precision: str) -> Callable[[], None]:
+def impasto_train_step(encoder: str, batch: Any, style: Any, precision: str, device: str = "cpu") -> Callable[[], None]:
     """One step of ``impasto train`` (johnson): its loss network, objective, optimiser and
     schedule, under the recipe's precision; returns the step."""
     import torch
@@ -236,20 +237,20 @@ def impasto_train_step(encoder: str, batch: Any, style: Any, precision: str) -> 
     from impasto.nets import build_net
     from impasto.optim.training import make_optimizer, make_scheduler
 
-    cfg = TrainConfig(encoder=encoder, weights="random", batch_size=batch.shape[0], train_size=batch.shape[-1], device="cpu", **precision_kwargs(TrainConfig, precision))
+    cfg = TrainConfig(encoder=encoder, weights="random", batch_size=batch.shape[0], train_size=batch.shape[-1], device=device, **precision_kwargs(TrainConfig, precision))
     device, prec = training_device(cfg, None)
     content_layers, style_layers = parse_layers(cfg.content_layers), parse_layers(cfg.style_layers)
     enc = build_encoder(cfg.encoder, weights=cfg.weights, layers=list(dict.fromkeys([*content_layers, *style_layers])), device=device)
     loss_fn = PerceptualLoss(enc, content_layers=content_layers, style_layers=style_layers, content_weight=cfg.content_weight,
                              style_weight=cfg.style_weight, tv_weight=cfg.tv_weight, style_loss=cfg.style_loss, seed=cfg.seed)
-    loss_fn.set_style([style])
+    loss_fn.set_style([style.to(device)])
     torch.manual_seed(cfg.seed)
     net, _ = build_net(cfg.arch)
-    net.to(memory_format=prec.memory_format).train()
+    net.to(device=device, memory_format=prec.memory_format).train()
     objective = PerceptualObjective(loss_fn, size=(cfg.train_size, cfg.train_size), batch_size=cfg.batch_size, noise=torch.Generator().manual_seed(1))
     optimizer = make_optimizer(net.parameters(), cfg.lr)
     scheduler = make_scheduler(optimizer, cfg.lr_schedule, cfg.steps)
-    x = batch.to(memory_format=prec.memory_format)
+    x = batch.to(device=device, memory_format=prec.memory_format)
 
     def step() -> None:
         with prec.autocast():
