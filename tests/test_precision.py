@@ -138,3 +138,30 @@ def test_gatys_auto_is_fp32_even_where_bf16_is_native(native_bf16, tiny_encoder)
     content, style = _smooth(32, 40, 1), _smooth(40, 40, 2)
     out = _run(GatysConfig(edge=40, scales="40", iterations=2, encoder="tiny_vgg", weights="random"), content, style, tiny_encoder)
     assert out.encoder_info["precision"] == "fp32"
+
+
+def test_gatys_tips_bf16_only_where_auto_leaves_native_bf16_unused(native_bf16, monkeypatch, tmp_path, capsys) -> None:
+    """``impasto gatys`` says once that --precision bf16 is faster on a CPU with native bf16 when
+    ``auto`` keeps it in fp32; not for an explicit precision, not with --quiet, not where bf16
+    is emulated, and not for methods without measured numbers."""
+    from impasto.cli.main import main
+
+    cpu = torch.device("cpu")
+    assert P.precision_tip("auto", cpu, "gatys") == P.BF16_TIP["gatys"]
+    assert P.precision_tip("fp32", cpu, "gatys") is None and P.precision_tip("bf16", cpu, "gatys") is None
+    assert P.precision_tip("auto", cpu, "adain") is None  # auto already picks bf16 there
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 32), (200, 120, 40)).save(content)
+    Image.new("RGB", (40, 40), (20, 60, 200)).save(style)
+    run = ["gatys", str(content), str(style), "-o", str(tmp_path / "o.png"), "--edge", "40", "--scales", "40", "-n", "1",
+           "--encoder", "tiny_vgg", "--weights", "random"]
+    tips = []
+    for extra in ([], ["--precision", "fp32"], ["--quiet"]):
+        assert main([*run, *extra]) == 0
+        tips.append([ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("tip: ")])
+    assert tips == [[f"tip: {P.BF16_TIP['gatys']}"], [], []]
+    monkeypatch.setenv("IMPASTO_CPU_BF16", "0")
+    P.cpu_bf16.cache_clear()
+    assert P.precision_tip("auto", cpu, "gatys") is None

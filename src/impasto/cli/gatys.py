@@ -106,6 +106,7 @@ def run_command(args: argparse.Namespace) -> int:
         result = api.stylize(content, styles, resume=args.resume, callback=renderer, snapshot_path=out, download_progress=download_bar("weights", not quiet), **config_kwargs)
     else:
         config = config_from_args(GatysConfig, args)
+        _print_precision_tip(config, quiet)
         result = api.stylize(content, styles, config=config, callback=renderer, snapshot_path=out, download_progress=download_bar("weights", not quiet))
     renderer.close()
     for note in result.manifest.get("content", {}).get("notes", []):
@@ -124,3 +125,15 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {out} ({result.manifest.get('time_s', 0):.1f} s; {summary})", file=sys.stderr)
     return 0
+
+
+def _print_precision_tip(config: Any, quiet: bool) -> None:
+    """One line when ``--precision auto`` keeps this run in fp32 on a CPU with native bfloat16."""
+    from ..features import resolve_device
+    from ..precision import precision_tip
+
+    if quiet:
+        return
+    tip = precision_tip(config.precision, resolve_device(config.device), "gatys")
+    if tip:
+        print(f"tip: {tip}", file=sys.stderr)
