@@ -289,6 +289,15 @@ def clear_onnx_cache(*, dry_run: bool = False) -> tuple[list[Any], list[tuple[An
     return onnx_cache.clear(dry_run=dry_run)
 
 
+def precision_tip(config: Any, method: str = "gatys") -> str | None:
+    """A one-line tip when ``config.precision`` (``auto``) keeps ``method`` in fp32 on a CPU that
+    computes bfloat16 natively (what bf16 would gain and cost there); None otherwise."""
+    from .features import resolve_device
+    from .precision import precision_tip as tip
+
+    return tip(config.precision, resolve_device(config.device), method)
+
+
 def format_size(n: float) -> str:
     """``n`` bytes for people (1K = 1024, as ``IMPASTO_ONNX_CACHE_MAX`` reads sizes)."""
     from .methods import onnx_cache

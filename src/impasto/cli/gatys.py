@@ -129,11 +129,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _print_precision_tip(config: Any, quiet: bool) -> None:
     """One line when ``--precision auto`` keeps this run in fp32 on a CPU with native bfloat16."""
-    from ..features import resolve_device
-    from ..precision import precision_tip
-
     if quiet:
         return
-    tip = precision_tip(config.precision, resolve_device(config.device), "gatys")
+    tip = api.precision_tip(config, "gatys")
     if tip:
         print(f"tip: {tip}", file=sys.stderr)
