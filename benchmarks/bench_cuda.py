@@ -18,7 +18,11 @@ Weights: the seeded random VGG19 checkpoint file bench_perf writes (the same fil
   python benchmarks/bench_cuda.py            # on a CUDA machine (about 3 minutes on an H200)
   python benchmarks/bench_cuda.py --quick    # tiny sizes; on the CPU where no GPU is (CI: checks the code runs)
 
-Without CUDA and without --quick it says so and exits 0.
+Without CUDA and without --quick it says so and exits 0. Each part (gatys, networks, training,
+published, quality) runs on its own: one that fails is reported and the others still run (exit 1).
+On a GPU machine with PyTorch but without impasto installed:
+``PYTHONUNBUFFERED=1 PYTHONPATH=src python3 benchmarks/bench_cuda.py`` (impasto's core needs
+only torch, numpy, pillow and tqdm).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -246,24 +251,47 @@ def main() -> None:
 
     widths, hidden = (ref.TINY_WIDTHS, 64) if q else (ref.VGG_WIDTHS, 4096)
     base = {"precision": args.precision, "quick": q, "widths": list(widths), "hidden": hidden, "encoder": "tiny_vgg" if q else "vgg19", "device": str(device)}
+    title = f"impasto vs plain PyTorch on the same device, medians of interleaved runs ({rounds} rounds)"
+    cols = ["workload", "size", "reference", "impasto", "ratio", "target", "met"]
+    failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench_cuda_") as tmp:
         base["checkpoint"] = str(ref.write_random_vgg19(Path(tmp) / "vgg19_random.pth", widths=widths, hidden=hidden))
-        rows, mem = gatys_rows(base, device, (48, 64) if q else (384, 512), 3 if q else 8, rounds)
-        net, published = net_rows(base, device, Path(tmp), q, rounds)
-        rows += net + [train_row(base, device, q, rounds)]
-        table(f"impasto vs plain PyTorch on the same device, medians of interleaved runs ({rounds} rounds)\n{header(device, args.precision)}",
-              ["workload", "size", "reference", "impasto", "ratio", "target", "met"], rows)
-        table("peak GPU memory, a few Gatys steps at the size above (torch.cuda.max_memory_allocated)", ["side", "peak"], mem)
-        runs = gatys_published(base, device, (64,) if q else (256, 512), 5 if q else 500)
-        table("against the published figures (Johnson et al. 2016, GTX Titan X)", ["workload", "size", "reference", "impasto auto", "impasto bf16", "published"], runs)
-        table("Johnson network, whole pipeline (upload, network, download)", ["network", "size", "reference", "impasto", "published"], published)
-        edge, iters = (48, 10) if q else (256, 100)
-        res = bp.case_quality({**base, "precision": "bf16", "size": [edge * 3 // 4, edge], "iterations": iters})
-        rel = lambda loss: f"{100 * (loss / res['loss_fp32'] - 1):+.2f} %"  # noqa: E731
-        table(f"quality: Gatys {edge}x{edge * 3 // 4}, {iters} iterations, final loss in fp32 (target: within 2 % of fp32)", ["run", "final loss", "vs fp32", "PSNR vs fp32"],
-              [["fp32", f"{res['loss_fp32']:.5g}", "-", "-"], ["bf16", f"{res['loss']:.5g}", rel(res["loss"]), f"{res['psnr']:.1f} dB"],
-               ["fp32, photo + 1e-6", f"{res['loss_perturbed']:.5g}", rel(res["loss_perturbed"]), f"{res['psnr_perturbed']:.1f} dB"]])
-    print(f"\n(total {time.time() - t0:.0f} s)")
+
+        def gatys() -> None:
+            rows, mem = gatys_rows(base, device, (48, 64) if q else (384, 512), 3 if q else 8, rounds)
+            table(f"{title}: Gatys", cols, rows)
+            table("peak GPU memory, a few Gatys steps at the size above (torch.cuda.max_memory_allocated)", ["side", "peak"], mem)
+
+        def nets() -> None:
+            rows, published = net_rows(base, device, Path(tmp), q, rounds)
+            table(f"{title}: networks (whole pipeline: upload, network, download)", cols, rows)
+            table("Johnson network against the published figures (Johnson et al. 2016, GTX Titan X)", ["network", "size", "reference", "impasto", "published"], published)
+
+        def train() -> None:
+            table(f"{title}: training", cols, [train_row(base, device, q, rounds)])
+
+        def published() -> None:
+            runs = gatys_published(base, device, (64,) if q else (256, 512), 5 if q else 500)
+            table("whole Gatys runs against the published figures (Johnson et al. 2016, GTX Titan X)", ["workload", "size", "reference", "impasto auto", "impasto bf16", "published"], runs)
+
+        def quality() -> None:
+            edge, iters = (48, 10) if q else (256, 100)
+            res = bp.case_quality({**base, "precision": "bf16", "size": [edge * 3 // 4, edge], "iterations": iters})
+            rel = lambda loss: f"{100 * (loss / res['loss_fp32'] - 1):+.2f} %"  # noqa: E731
+            table(f"quality: Gatys {edge}x{edge * 3 // 4}, {iters} iterations, final loss in fp32 (target: within 2 % of fp32)", ["run", "final loss", "vs fp32", "PSNR vs fp32"],
+                  [["fp32", f"{res['loss_fp32']:.5g}", "-", "-"], ["bf16", f"{res['loss']:.5g}", rel(res["loss"]), f"{res['psnr']:.1f} dB"],
+                   ["fp32, photo + 1e-6", f"{res['loss_perturbed']:.5g}", rel(res["loss_perturbed"]), f"{res['psnr_perturbed']:.1f} dB"]])
+
+        # each part on its own: on a GPU lent for minutes, one failure must not cost the others
+        for name, part in (("gatys", gatys), ("networks", nets), ("training", train), ("published", published), ("quality", quality)):
+            try:
+                part()
+            except Exception:  # noqa: BLE001 (reported, then the next part runs)
+                failed.append(name)
+                print(f"\n{name}: FAILED\n{traceback.format_exc(limit=-4)}", file=sys.stderr, flush=True)
+    print(f"\n(total {time.time() - t0:.0f} s{'; failed: ' + ', '.join(failed) if failed else ''})")
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
