@@ -84,11 +84,9 @@ def peak_gpu_mb(device: Any, fn: Callable[[], Any]) -> float:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
-def row(name: str, what: str, ref: list[float], imp: list[float], target: float | None, unit: str = "s") -> list[str]:
-    """A table row of medians and their ratio."""
-    a, b = statistics.median(ref), statistics.median(imp)
-    met = "-" if target is None else ("yes" if b / a <= target else "no")
-    return [name, what, f"{a:.4f} {unit}", f"{b:.4f} {unit}", f"{b / a:.2f}x", f"<= {target}" if target else "-", met]
+def row(name: str, what: str, ref: list[float], imp: list[float], target: float | None) -> list[str]:
+    """A table row of medians (in ms: GPU times are short) and their ratio, as bench_perf prints it."""
+    return bp.ratio_row(name, what, {"ref": [1000 * t for t in ref], "imp": [1000 * t for t in imp]}, target, unit="ms")
 
 
 def gatys_rows(base: dict, device: Any, size: tuple[int, int], steps: int, rounds: int) -> tuple[list[list[str]], list[list[str]]]:
@@ -252,7 +250,7 @@ def main() -> None:
     widths, hidden = (ref.TINY_WIDTHS, 64) if q else (ref.VGG_WIDTHS, 4096)
     base = {"precision": args.precision, "quick": q, "widths": list(widths), "hidden": hidden, "encoder": "tiny_vgg" if q else "vgg19", "device": str(device)}
     title = f"impasto vs plain PyTorch on the same device, medians of interleaved runs ({rounds} rounds)"
-    cols = ["workload", "size", "reference", "impasto", "ratio", "target", "met"]
+    cols = ["workload", "size", "reference", "impasto", "ratio", "target", "met", "samples"]
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench_cuda_") as tmp:
         base["checkpoint"] = str(ref.write_random_vgg19(Path(tmp) / "vgg19_random.pth", widths=widths, hidden=hidden))
