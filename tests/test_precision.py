@@ -62,9 +62,17 @@ def test_the_suite_runs_fp32_and_auto_follows_the_cpu(native_bf16, monkeypatch) 
     assert P.resolve_precision("bf16", cpu, "adain") is torch.bfloat16  # asked for: honoured
 
 
-def test_every_arch_in_the_auto_table_exists() -> None:
-    for arch in P.AUTO_BF16:
-        get_arch(arch)
+def test_every_key_of_the_auto_table_is_an_arch_or_a_training_recipe() -> None:
+    from impasto.methods.adain_train import AdaINTrainConfig
+    from impasto.methods.ff_train import TrainConfig
+    from impasto.methods.stylepredict_train import StylePredictTrainConfig
+    from impasto.methods.superres_train import SuperResTrainConfig
+
+    recipes = [c.PRECISION_KEY for c in (TrainConfig, AdaINTrainConfig, StylePredictTrainConfig, SuperResTrainConfig)]
+    assert len(set(recipes)) == len(recipes)
+    for key in P.AUTO_BF16:
+        if key not in recipes:
+            get_arch(key)
 
 
 def test_bf16_encoder_returns_close_float32_features(tiny_encoder) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["PRECISIONS", "PRECISION_CHOICES", "AUTO_BF16", "DEFAULT_PRECISION", "PRECISION_HELP", "normalise_precision", "is_precision", "cpu_bf16", "native_bf16", "resolve_precision", "BF16_TIP", "precision_tip", "autocast", "encoder_precision", "precision_name"]
+__all__ = ["PRECISIONS", "PRECISION_CHOICES", "AUTO_BF16", "DEFAULT_PRECISION", "PRECISION_HELP", "TRAIN_PRECISION_HELP", "normalise_precision", "is_precision", "cpu_bf16", "native_bf16", "resolve_precision", "BF16_TIP", "precision_tip", "autocast", "encoder_precision", "precision_name"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_PRECISION = "auto"
@@ -39,6 +39,10 @@ PRECISION_CHOICES = PRECISIONS + ("float32", "bfloat16")
 PRECISION_HELP = ("compute precision: bf16 runs convolutions in bfloat16 (faster on CPUs with AVX512-BF16 or AMX and on "
                   "recent GPUs), fp32 in float32; auto = bf16 where the hardware has it natively and the method keeps its "
                   "quality in bf16 (AdaIN, superres networks), fp32 otherwise")
+#: the --help text of the training commands' --precision flag
+TRAIN_PRECISION_HELP = ("compute precision of a training step: bf16 runs the generator and the loss network under bfloat16 "
+                        "autocast (weights, optimiser state and losses stay float32), fp32 in float32; auto = bf16 where the "
+                        "hardware has it natively and the recipe was measured to train as well in bf16, fp32 otherwise")
 #: per method or network architecture: whether ``auto`` may pick bf16 (largest output difference
 #: from fp32 measured by benchmarks/bench_perf.py at full size: adain 1e-4, superres 1.6e-3 pass
 #: the 1e-2 guard; johnson and multistyle 3e-2 do not; optimisation: see the module docstring)

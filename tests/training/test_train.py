@@ -56,6 +56,25 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(tmp_path, photo_folder
     assert strip(_log(tmp_path / "killed")) == strip(_log(tmp_path / "whole")), "the log is not duplicated on resume"
 
 
+def test_a_bf16_run_resumed_after_a_kill_equals_the_uninterrupted_bf16_run(tmp_path, photo_folder, style_file, tiny):
+    """The kill lands between checkpoints; precision may change on resume (another machine), so
+    resuming in bf16 must be asked for again, and then it is exact."""
+    config = TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 5, "checkpoint_every": 2, "log_every": 1, "precision": "bf16"})
+    whole = train(config, style_file, photo_folder, tmp_path / "whole")
+
+    def kill_at_4(event):
+        if isinstance(event, StepEvent) and event.step == 4:
+            raise Crash
+    with pytest.raises(Crash):
+        train(config, style_file, photo_folder, tmp_path / "killed", callback=kill_at_4)
+    resumed = train(config, style_file, photo_folder, tmp_path / "killed", resume=True)
+    a, b = _state(whole), _state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    in_fp32 = train(TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 6, "checkpoint_every": 2, "log_every": 1, "precision": "fp32"}), style_file, photo_folder, tmp_path / "killed", resume=True)
+    assert torch.load(in_fp32, weights_only=True)["steps"] == 6
+    assert json.loads((tmp_path / "killed" / "config.json").read_text())["amp"] is None
+
+
 def test_ctrl_c_saves_the_last_step_and_resume_continues(tmp_path, photo_folder, style_file, tiny):
     config = TrainConfig(**{**tiny, "arch": "texture", "steps": 4, "checkpoint_every": 0, "log_every": 1})
     whole = train(config, style_file, photo_folder, tmp_path / "whole")
@@ -147,9 +166,54 @@ def test_resume_rules(tmp_path, photo_folder, style_file, tiny):
     assert torch.load(longer, weights_only=True)["steps"] == 3
 
 
-def test_amp_and_channels_last_are_cuda_only(tmp_path, photo_folder, style_file, tiny):
+def test_amp_on_a_cpu_trains_in_bfloat16_and_channels_last_stays_cuda_only(tmp_path, photo_folder, style_file, tiny):
     config = TrainConfig(**{**tiny, "arch": "johnson-small", "steps": 1, "amp": True, "channels_last": True, "device": "cpu"})
     events = []
     train(config, style_file, photo_folder, tmp_path / "run", callback=events.append)
-    texts = " ".join(e.text for e in events if isinstance(e, MessageEvent))
-    assert "--amp works on CUDA only" in texts and "--channels-last" in texts
+    texts = [e.text for e in events if isinstance(e, MessageEvent)]
+    assert not any("--amp" in t for t in texts) and any("--channels-last is for CUDA" in t for t in texts)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] == "bfloat16"
+
+
+def test_bf16_training_follows_the_fp32_run_closely_but_not_exactly(tmp_path, photo_folder, style_file, tiny):
+    """Same seed, same batches: bfloat16 autocast changes the numbers (so it ran); the loss falls
+    as in float32, each step within 10 % of float32's (the tiny net at a high rate amplifies
+    rounding), the last steps' mean within 5 %."""
+    base = {**tiny, "arch": "johnson-small", "steps": 8, "lr": 5e-3, "lr_schedule": "constant", "log_every": 1}
+    train(TrainConfig(**base), style_file, photo_folder, tmp_path / "fp32")
+    train(TrainConfig(**base, precision="bfloat16"), style_file, photo_folder, tmp_path / "bf16")
+    info = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert info["amp"] == "bfloat16" and info["config"]["precision"] == "bf16"  # bfloat16 is an accepted spelling
+    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["amp"] is None  # auto: the suite's CPU has no native bf16
+    a, b = [r["total"] for r in _log(tmp_path / "fp32")], [r["total"] for r in _log(tmp_path / "bf16")]
+    assert a != b
+    assert all(abs(x - y) <= 0.1 * x for x, y in zip(a, b)), list(zip(a, b))
+    tail_a, tail_b = sum(a[-4:]) / 4, sum(b[-4:]) / 4
+    assert tail_b < 0.6 * b[0] and abs(tail_b - tail_a) <= 0.05 * tail_a, (a, b)
+    fa, fb = _state(tmp_path / "fp32" / "model.pt"), _state(tmp_path / "bf16" / "model.pt")
+    assert all(fb[k].dtype == fa[k].dtype for k in fa), "weights stay float32"
+
+
+def test_precision_auto_picks_bf16_only_for_recipes_measured_to_train_as_well(monkeypatch):
+    from impasto import precision as p
+    from impasto.methods.adain_train import AdaINTrainConfig
+    from impasto.optim.train_loop import resolve_precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(p, "cpu_bf16", lambda: True)
+    assert resolve_precision(cpu, precision="auto", method=TrainConfig.PRECISION_KEY).amp_dtype == (torch.bfloat16 if p.AUTO_BF16.get("train") else None)
+    assert resolve_precision(cpu, precision="auto", method=AdaINTrainConfig.PRECISION_KEY).amp_dtype is (torch.bfloat16 if p.AUTO_BF16.get("train-adain") else None)
+    assert resolve_precision(cpu, precision="fp32", method="train").amp_dtype is None
+    monkeypatch.setattr(p, "cpu_bf16", lambda: False)
+    assert resolve_precision(cpu, precision="auto", method="train").amp_dtype is None  # emulated bf16 is slower: never auto
+    assert resolve_precision(cpu, precision="bf16", method="train").amp_dtype is torch.bfloat16  # asked for: honoured
+    assert resolve_precision(torch.device("mps"), amp=True).amp_ignored
+
+
+def test_amp_with_precision_fp32_is_refused(tiny):
+    with pytest.raises(ConfigError, match="^amp and precision fp32 contradict each other: give one of them$"):
+        TrainConfig(**{**tiny, "amp": True, "precision": "fp32"})
+    with pytest.raises(ConfigError, match="^precision 'half': choose from auto, fp32, bf16$"):
+        TrainConfig(**{**tiny, "precision": "half"})
+
+

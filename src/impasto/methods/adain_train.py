@@ -25,7 +25,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import torch
 
@@ -47,6 +47,8 @@ class AdaINTrainConfig(TrainConfig):
     """Every knob of AdaIN decoder training. Defaults follow Huang & Belongie (2017); the fields not
     redeclared here mean what they mean in :class:`~impasto.methods.ff_train.TrainConfig`
     (``style_edge`` is unused: paintings are cropped to ``train_size`` like the photos)."""
+
+    PRECISION_KEY: ClassVar[str] = "train-adain"
 
     arch: str = field(default="adain", metadata=_h("generator: " + "; ".join(f"{k}: {v}" for k, v in ARCHS.items()), choices=tuple(ARCHS)))
     encoder: str = field(default="vgg19", metadata=_h("encoder (frozen; the decoder learns to invert it): vgg19 (Huang & Belongie), vgg16, tiny_vgg"))

@@ -19,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 
@@ -29,6 +29,7 @@ from ..features import DEFAULT_DEVICE
 from ..losses import STYLE_LOSSES
 from ..nets.registry import ARCHS, build_net, get_arch, synthesis_archs
 from ..optim.training import SCHEDULES
+from ..precision import DEFAULT_PRECISION, PRECISION_CHOICES, PRECISIONS, TRAIN_PRECISION_HELP, is_precision, normalise_precision
 from ..progress import Event, MessageEvent, SnapshotEvent, emit
 from ..provenance import sha256_file, versions, write_json
 from .ff_model import CHECKPOINT_NAME, CONFIG_NAME, MODEL_NAME, PREVIEW_DIR, LoadedModel, load_model, model_payload, save_model
@@ -39,7 +40,7 @@ __all__ = ["TrainConfig", "RESUMABLE_CHANGES", "ADD_STYLE_STEPS", "PerceptualObj
 ADD_STYLE_STEPS = 4000
 
 #: training options that may change when a run is resumed (the rest must match the checkpoint)
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "preview_every", "preview_count", "workers", "device", "licence")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "preview_every", "preview_count", "workers", "device", "precision", "licence")
 
 
 def parse_layers(spec: str | Sequence[str] | Mapping[str, float]) -> dict[str, float]:
@@ -63,6 +64,8 @@ def _h(text: str, **extra: Any) -> dict[str, Any]:
 class TrainConfig:
     """Every knob of feed-forward training. Defaults follow Johnson et al. (2016)."""
 
+    #: this recipe's key in :data:`impasto.precision.AUTO_BF16` (what ``precision="auto"`` may pick)
+    PRECISION_KEY: ClassVar[str] = "train"
     arch: str = field(default="johnson", metadata=_h("generator: " + "; ".join(f"{k}: {v}" for k, v in ARCHS.items()), choices=tuple(ARCHS)))
     texture: bool = field(default=False, metadata=_h("train a texture synthesiser (noise only, no photos; needs --arch texture)"))
     encoder: str = field(default="vgg16", metadata=_h("loss network: vgg16 (Johnson et al.), vgg19, resnet50, inception_v3, tiny_vgg"))
@@ -88,7 +91,8 @@ class TrainConfig:
     preview_count: int = field(default=4, metadata=_h("how many photos (the first in sorted order) to preview"))
     workers: int = field(default=-1, metadata=_h("background photo-loading processes; -1 = min(2, CPUs); 0 = load in the main process"))
     device: str = field(default=DEFAULT_DEVICE, metadata=_h("compute device: auto, cpu, cuda, cuda:N, mps"))
-    amp: bool = field(default=False, metadata=_h("mixed precision (CUDA only: bfloat16 where supported, else float16 with loss scaling)"))
+    precision: str = field(default=DEFAULT_PRECISION, metadata=_h(TRAIN_PRECISION_HELP, choices=PRECISION_CHOICES))
+    amp: bool = field(default=False, metadata=_h("mixed precision: on CUDA bfloat16 where supported, else float16 with loss scaling; on a CPU bfloat16 (as --precision bf16)"))
     channels_last: bool = field(default=False, metadata=_h("channels-last memory format (faster convolutions on CUDA tensor cores)"))
     licence: str = field(default="", metadata=_h("licence or notice stored in the model file (e.g. the style image's licence and author)", metavar="TEXT"))
 
@@ -107,12 +111,15 @@ class TrainConfig:
             (self.log_every >= 1, "log_every", f"log_every must be >= 1, got {self.log_every}"),
             (self.preview_every >= 0, "preview_every", f"preview_every must be >= 0, got {self.preview_every}"),
             (self.preview_count >= 0, "preview_count", f"preview_count must be >= 0, got {self.preview_count}"),
+            (is_precision(self.precision), "precision", f"precision {self.precision!r}: choose from {', '.join(PRECISIONS)}"),
+            (not (self.amp and is_precision(self.precision) and normalise_precision(self.precision) == "fp32"), ("amp", "precision"), "amp and precision fp32 contradict each other: give one of them"),
             (self.workers >= -1, "workers", f"workers must be >= -1, got {self.workers}"),
             (self.arch in ARCHS, "arch", f"arch {self.arch!r}: choose from {', '.join(ARCHS)}"),
             (self.lr_schedule in SCHEDULES, "lr_schedule", f"lr_schedule {self.lr_schedule!r}: choose from {', '.join(SCHEDULES)}"),
             (self.style_loss in STYLE_LOSSES, "style_loss", f"style_loss {self.style_loss!r}: choose from {', '.join(STYLE_LOSSES)}"),
             (not self.texture or self.arch in synth, "arch", f"texture synthesis from noise needs arch {' or '.join(synth)} (not {self.arch})"),
         ])
+        object.__setattr__(self, "precision", normalise_precision(self.precision))  # float32/bfloat16 are accepted spellings
         parse_layers(self.content_layers)
         if not parse_layers(self.style_layers):
             raise ConfigError("style_layers: give at least one layer", params="style_layers")
@@ -238,15 +245,16 @@ def _init_net(arch: str, texture: bool, seed: int, overrides: Mapping[str, Any] 
 
 
 def training_device(config: Any, callback: Callable[[Event], None] | None) -> tuple[torch.device, Any]:
-    """The device and precision of a training run (``device``, ``amp``, ``channels_last``), with a
-    warning for each CUDA-only flag given elsewhere. Every recipe starts with it."""
+    """The device and precision of a training run (``device``, ``precision``, ``amp``,
+    ``channels_last``; ``auto`` looks up the config's ``PRECISION_KEY``), with a warning for each
+    flag the device cannot honour. Every recipe starts with it."""
     from ..features import resolve_device
     from ..optim.train_loop import resolve_precision
 
     device = resolve_device(config.device)
-    precision = resolve_precision(device, amp=config.amp, channels_last=config.channels_last)
+    precision = resolve_precision(device, amp=config.amp, channels_last=config.channels_last, precision=config.precision, method=config.PRECISION_KEY)
     if precision.amp_ignored:
-        _warn(callback, f"--amp works on CUDA only; training in float32 on {device.type}")
+        _warn(callback, f"--amp works on CUDA and CPUs only; training in float32 on {device.type}")
     if precision.channels_last_ignored:
         _warn(callback, f"--channels-last is for CUDA; ignored on {device.type}")
     return device, precision

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 
@@ -54,6 +54,8 @@ class StylePredictTrainConfig(TrainConfig):
     where impasto's normalised losses allow; the fields not redeclared here mean what they mean
     in :class:`~impasto.methods.ff_train.TrainConfig` (``style_edge`` is unused: paintings are
     cropped to ``train_size`` like the photos)."""
+
+    PRECISION_KEY: ClassVar[str] = "train-stylepredict"
 
     arch: str = field(default="stylepredict", metadata=_h("generator: " + "; ".join(f"{k}: {v}" for k, v in ARCHS.items()), choices=tuple(ARCHS)))
     encoder: str = field(default="vgg16", metadata=_h("loss network (Ghiasi et al.: vgg16)"))

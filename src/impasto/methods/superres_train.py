@@ -30,7 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,8 @@ class SuperResTrainConfig(TrainConfig):
     """Every knob of super-resolution training. Defaults follow Johnson et al. (2016, sec. 4.2); the
     fields not redeclared here mean what they mean in :class:`~impasto.methods.ff_train.TrainConfig`
     (the style options are unused)."""
+
+    PRECISION_KEY: ClassVar[str] = "train-superres"
 
     arch: str = field(default="superres", metadata=_h("generator: " + "; ".join(f"{k}: {v}" for k, v in ARCHS.items()), choices=tuple(ARCHS)))
     scale: int = field(default=4, metadata=_h("upscaling factor (x4 or x8 in the paper; recorded in the model file)", choices=(2, 4, 8)))

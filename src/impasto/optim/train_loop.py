@@ -100,12 +100,19 @@ class Precision:
         return str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None
 
 
-def resolve_precision(device: torch.device, *, amp: bool = False, channels_last: bool = False) -> Precision:
-    """Mixed precision (bfloat16 where supported, else float16 with loss scaling) and channels-last
-    memory are CUDA features; elsewhere they are switched off and marked ``*_ignored``."""
-    amp_dtype: torch.dtype | None = None
+def resolve_precision(device: torch.device, *, amp: bool = False, channels_last: bool = False, precision: str = "fp32", method: str | None = None) -> Precision:
+    """The autocast dtype and memory format of a training step. ``precision`` (auto|fp32|bf16,
+    :func:`impasto.precision.resolve_precision` with ``method`` as the key of ``auto``) gives
+    bfloat16 or float32; ``amp`` asks for mixed precision: bfloat16 on a CPU and on CUDA where
+    supported, else float16 with loss scaling. Channels-last memory is a CUDA feature. What a
+    device cannot honour is switched off and marked ``*_ignored``."""
+    from ..precision import resolve_precision as resolve_dtype
+
+    amp_dtype = resolve_dtype(precision, device, method)
     if amp and device.type == "cuda":
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    elif amp and device.type == "cpu":
+        amp_dtype = torch.bfloat16
     use_cl = channels_last and device.type == "cuda"
     return Precision(device, amp_dtype, use_cl, amp_ignored=amp and amp_dtype is None, channels_last_ignored=channels_last and not use_cl)
 
