@@ -537,6 +537,8 @@ def main() -> None:
                                f"{res['psnr_perturbed']:.1f} dB", "(L-BFGS's own sensitivity)"])
             table(f"quality at --precision {args.precision} vs fp32 (impasto both; final loss measured in fp32)",
                   ["method", "run", "fp32 loss", "loss", "loss difference", "PSNR vs fp32", "met"], rows_q)
+        if "quality" in only:
+            print("\n(training in bf16 has its own guard, over several runs: benchmarks/bench_train_quality.py)")
         if diffs:
             table(f"network outputs at --precision {args.precision}: largest difference from fp32 on [0, 1] ('-': runs in fp32; target <= 1e-2)",
                   ["network", "size", "max abs diff"], diffs)
