@@ -241,6 +241,7 @@ def impasto_train_step(encoder: str, batch: Any, style: Any, precision: str, dev
     device, prec = training_device(cfg, None)
     content_layers, style_layers = parse_layers(cfg.content_layers), parse_layers(cfg.style_layers)
     enc = build_encoder(cfg.encoder, weights=cfg.weights, layers=list(dict.fromkeys([*content_layers, *style_layers])), device=device)
+    prec.prepare_encoder(enc)
     loss_fn = PerceptualLoss(enc, content_layers=content_layers, style_layers=style_layers, content_weight=cfg.content_weight,
                              style_weight=cfg.style_weight, tv_weight=cfg.tv_weight, style_loss=cfg.style_loss, seed=cfg.seed)
     loss_fn.set_style([style.to(device)])

@@ -172,19 +172,21 @@ def test_amp_on_a_cpu_trains_in_bfloat16_and_channels_last_stays_cuda_only(tmp_p
     train(config, style_file, photo_folder, tmp_path / "run", callback=events.append)
     texts = [e.text for e in events if isinstance(e, MessageEvent)]
     assert not any("--amp" in t for t in texts) and any("--channels-last is for CUDA" in t for t in texts)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] == "bfloat16"
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (info["amp"], info["loss_network_precision"]) == ("bfloat16", "bf16")  # the whole step under autocast
 
 
 def test_bf16_training_follows_the_fp32_run_closely_but_not_exactly(tmp_path, photo_folder, style_file, tiny):
-    """Same seed, same batches: bfloat16 autocast changes the numbers (so it ran); the loss falls
+    """Same seed, same batches: the loss network in bfloat16 changes the numbers (so it ran); the loss falls
     as in float32, each step within 10 % of float32's (the tiny net at a high rate amplifies
     rounding), the last steps' mean within 5 %."""
     base = {**tiny, "arch": "johnson-small", "steps": 8, "lr": 5e-3, "lr_schedule": "constant", "log_every": 1}
     train(TrainConfig(**base), style_file, photo_folder, tmp_path / "fp32")
     train(TrainConfig(**base, precision="bfloat16"), style_file, photo_folder, tmp_path / "bf16")
     info = json.loads((tmp_path / "bf16" / "config.json").read_text())
-    assert info["amp"] == "bfloat16" and info["config"]["precision"] == "bf16"  # bfloat16 is an accepted spelling
-    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["amp"] is None  # auto: the suite's CPU has no native bf16
+    assert info["config"]["precision"] == "bf16"  # bfloat16 is an accepted spelling
+    assert (info["amp"], info["loss_network_precision"]) == (None, "bf16")  # the loss network only
+    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["loss_network_precision"] == "fp32"  # auto: the suite's CPU has no native bf16
     a, b = [r["total"] for r in _log(tmp_path / "fp32")], [r["total"] for r in _log(tmp_path / "bf16")]
     assert a != b
     assert all(abs(x - y) <= 0.1 * x for x, y in zip(a, b)), list(zip(a, b))
@@ -201,13 +203,33 @@ def test_precision_auto_picks_bf16_only_for_recipes_measured_to_train_as_well(mo
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(p, "cpu_bf16", lambda: True)
-    assert resolve_precision(cpu, precision="auto", method=TrainConfig.PRECISION_KEY).amp_dtype == (torch.bfloat16 if p.AUTO_BF16.get("train") else None)
-    assert resolve_precision(cpu, precision="auto", method=AdaINTrainConfig.PRECISION_KEY).amp_dtype is (torch.bfloat16 if p.AUTO_BF16.get("train-adain") else None)
-    assert resolve_precision(cpu, precision="fp32", method="train").amp_dtype is None
+    assert resolve_precision(cpu, precision="auto", method=TrainConfig.PRECISION_KEY).encoder_dtype is (torch.bfloat16 if p.AUTO_BF16.get("train") else None)
+    assert resolve_precision(cpu, precision="auto", method=AdaINTrainConfig.PRECISION_KEY).encoder_dtype is (torch.bfloat16 if p.AUTO_BF16.get("train-adain") else None)
+    assert resolve_precision(cpu, precision="fp32", method="train").encoder_dtype is None
     monkeypatch.setattr(p, "cpu_bf16", lambda: False)
-    assert resolve_precision(cpu, precision="auto", method="train").amp_dtype is None  # emulated bf16 is slower: never auto
-    assert resolve_precision(cpu, precision="bf16", method="train").amp_dtype is torch.bfloat16  # asked for: honoured
+    assert resolve_precision(cpu, precision="auto", method="train").encoder_dtype is None  # emulated bf16 is slower: never auto
+    both = resolve_precision(cpu, precision="bf16", method="train")  # asked for: honoured, for the loss network only
+    assert (both.encoder_dtype, both.amp_dtype, both.loss_network) == (torch.bfloat16, None, "bf16")
+    step = resolve_precision(cpu, amp=True, precision="bf16")  # amp: the whole step, so the encoder needs no dtype of its own
+    assert (step.encoder_dtype, step.amp_dtype, step.loss_network) == (None, torch.bfloat16, "bf16")
     assert resolve_precision(torch.device("mps"), amp=True).amp_ignored
+
+
+def test_a_bf16_loss_network_runs_channels_last_and_hands_back_float32_features():
+    from impasto.features import build_encoder
+    from impasto.optim.train_loop import resolve_precision
+
+    encoder = build_encoder("tiny_vgg", weights="random", layers=["relu1_1", "relu2_1"])
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    full = encoder(x)
+    resolve_precision(torch.device("cpu"), precision="fp32").prepare_encoder(encoder)
+    assert encoder.compute_dtype is None and encoder.channels_last is None
+    resolve_precision(torch.device("cpu"), precision="bf16").prepare_encoder(encoder)
+    assert encoder.compute_dtype is torch.bfloat16 and encoder.channels_last is True
+    half = encoder(x)
+    for name, f in full.items():
+        assert half[name].dtype == torch.float32 and half[name].is_contiguous(memory_format=torch.channels_last)
+        assert 0 < float((half[name] - f).norm() / f.norm()) < 0.03, name
 
 
 def test_amp_with_precision_fp32_is_refused(tiny):

@@ -25,7 +25,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -48,7 +48,7 @@ class AdaINTrainConfig(TrainConfig):
     redeclared here mean what they mean in :class:`~impasto.methods.ff_train.TrainConfig`
     (``style_edge`` is unused: paintings are cropped to ``train_size`` like the photos)."""
 
-    PRECISION_KEY: ClassVar[str] = "train-adain"
+    PRECISION_KEY = "train-adain"
 
     arch: str = field(default="adain", metadata=_h("generator: " + "; ".join(f"{k}: {v}" for k, v in ARCHS.items()), choices=tuple(ARCHS)))
     encoder: str = field(default="vgg19", metadata=_h("encoder (frozen; the decoder learns to invert it): vgg19 (Huang & Belongie), vgg16, tiny_vgg"))
@@ -283,6 +283,7 @@ def train_adain(
     if not all(hasattr(net, name) for name in ("style_code", "style_from_features", "trainable_parameters", "encoder")):
         raise ConfigError(f"arch {config.arch} is not an arbitrary-style (AdaIN) network; use arch adain", params="arch")
     encoder = net.encoder
+    precision.prepare_encoder(encoder)  # the frozen encoder is also the loss network
     deeper = [name for name in style_layers if name not in encoder.layers]
     if deeper:
         raise ConfigError(f"style_layers {', '.join(deeper)}: not a layer of {config.encoder} up to the AdaIN layer {layer}", params="style_layers")
@@ -348,6 +349,7 @@ def run_on_paintings(
         "encoder": encoder_info,
         "device": str(device),
         "amp": precision.amp_name,
+        "loss_network_precision": precision.loss_network,
         "threads": torch.get_num_threads(),
         "versions": versions(),
     }

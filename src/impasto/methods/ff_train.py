@@ -19,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -65,7 +65,8 @@ class TrainConfig:
     """Every knob of feed-forward training. Defaults follow Johnson et al. (2016)."""
 
     #: this recipe's key in :data:`impasto.precision.AUTO_BF16` (what ``precision="auto"`` may pick)
-    PRECISION_KEY: ClassVar[str] = "train"
+    PRECISION_KEY = "train"
+
     arch: str = field(default="johnson", metadata=_h("generator: " + "; ".join(f"{k}: {v}" for k, v in ARCHS.items()), choices=tuple(ARCHS)))
     texture: bool = field(default=False, metadata=_h("train a texture synthesiser (noise only, no photos; needs --arch texture)"))
     encoder: str = field(default="vgg16", metadata=_h("loss network: vgg16 (Johnson et al.), vgg19, resnet50, inception_v3, tiny_vgg"))
@@ -353,6 +354,7 @@ def train(
         _warn(callback, str(encoder.weights.warning))
     if precision.channels_last:
         encoder.to(memory_format=torch.channels_last)
+    precision.prepare_encoder(encoder)
     encoder_info = {"name": config.encoder, "weights": getattr(encoder.weights, "name", config.weights), "kind": getattr(encoder.weights, "kind", None), "sha256": getattr(encoder.weights, "sha256", None)}
     loss_fn = PerceptualLoss(
         encoder,
@@ -394,6 +396,7 @@ def train(
         "encoder": encoder_info,
         "device": str(device),
         "amp": precision.amp_name,
+        "loss_network_precision": precision.loss_network,
         "threads": torch.get_num_threads(),
         "versions": versions(),
     }

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -55,7 +55,7 @@ class StylePredictTrainConfig(TrainConfig):
     in :class:`~impasto.methods.ff_train.TrainConfig` (``style_edge`` is unused: paintings are
     cropped to ``train_size`` like the photos)."""
 
-    PRECISION_KEY: ClassVar[str] = "train-stylepredict"
+    PRECISION_KEY = "train-stylepredict"
 
     arch: str = field(default="stylepredict", metadata=_h("generator: " + "; ".join(f"{k}: {v}" for k, v in ARCHS.items()), choices=tuple(ARCHS)))
     encoder: str = field(default="vgg16", metadata=_h("loss network (Ghiasi et al.: vgg16)"))
@@ -208,6 +208,7 @@ def train_stylepredict(
         "pooling": config.pooling, "preprocessing": config.preprocessing, "seed": 0,
     }
     encoder = build_encoder(config.encoder, weights=config.weights, layers=[*loss_layers, *([p_layer] if shared else [])], pooling=config.pooling, preprocessing=config.preprocessing)
+    precision.prepare_encoder(encoder)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         net = get_arch(config.arch).build(**net_config, **({"encoder_module": encoder} if shared else {}))

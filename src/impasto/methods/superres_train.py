@@ -30,7 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,7 @@ class SuperResTrainConfig(TrainConfig):
     fields not redeclared here mean what they mean in :class:`~impasto.methods.ff_train.TrainConfig`
     (the style options are unused)."""
 
-    PRECISION_KEY: ClassVar[str] = "train-superres"
+    PRECISION_KEY = "train-superres"
 
     arch: str = field(default="superres", metadata=_h("generator: " + "; ".join(f"{k}: {v}" for k, v in ARCHS.items()), choices=tuple(ARCHS)))
     scale: int = field(default=4, metadata=_h("upscaling factor (x4 or x8 in the paper; recorded in the model file)", choices=(2, 4, 8)))
@@ -205,6 +205,7 @@ def train_superres(
         _warn(callback, str(encoder.weights.warning))
     if precision.channels_last:
         encoder.to(memory_format=torch.channels_last)
+    precision.prepare_encoder(encoder)
     encoder_info = {"name": config.encoder, "weights": getattr(encoder.weights, "name", config.weights), "kind": getattr(encoder.weights, "kind", None), "sha256": getattr(encoder.weights, "sha256", None)}
     loss_fn = PerceptualLoss(encoder, content_layers=content_layers, style_layers=[], content_weight=config.content_weight, style_weight=0.0, tv_weight=config.tv_weight, seed=config.seed)
     with torch.random.fork_rng(devices=[]):
@@ -222,6 +223,7 @@ def train_superres(
         "encoder": encoder_info,
         "device": str(device),
         "amp": precision.amp_name,
+        "loss_network_precision": precision.loss_network,
         "threads": torch.get_num_threads(),
         "versions": versions(),
     }

@@ -77,13 +77,32 @@ class TrainLoopOptions:
 
 @dataclass(frozen=True)
 class Precision:
-    """Where and how the step runs: device, autocast dtype (None: float32), memory format."""
+    """Where and how the step runs: device, autocast dtype of the whole step (None: float32), the
+    frozen loss network's compute dtype, memory format."""
 
     device: torch.device
     amp_dtype: torch.dtype | None = None
     channels_last: bool = False
     amp_ignored: bool = False  # amp was asked for on a device without it
     channels_last_ignored: bool = False
+    encoder_dtype: torch.dtype | None = None
+
+    def prepare_encoder(self, encoder: torch.nn.Module) -> None:
+        """Set a frozen loss network (a FeatureExtractor) to ``encoder_dtype``: its stages run
+        under autocast and its features come back float32, so the losses and the generator stay
+        float32. A VGG on a CPU then runs channels-last (a johnson step, VGG16 with zero padding,
+        batch 4, 256 px: 2.68 s without, 2.00 s with; fp32: 3.46 s)."""
+        if self.encoder_dtype is None or not hasattr(encoder, "compute_dtype"):
+            return
+        encoder.compute_dtype = self.encoder_dtype
+        if self.device.type == "cpu" and "vgg" in str(getattr(getattr(encoder, "spec", None), "name", "")):
+            encoder.channels_last = True
+
+    @property
+    def loss_network(self) -> str:
+        """The loss network's precision: ``bf16`` or ``fp32`` (under ``amp``: the step's)."""
+        dtype = self.encoder_dtype or self.amp_dtype
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32") if dtype is not None else "fp32"
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -101,20 +120,22 @@ class Precision:
 
 
 def resolve_precision(device: torch.device, *, amp: bool = False, channels_last: bool = False, precision: str = "fp32", method: str | None = None) -> Precision:
-    """The autocast dtype and memory format of a training step. ``precision`` (auto|fp32|bf16,
-    :func:`impasto.precision.resolve_precision` with ``method`` as the key of ``auto``) gives
-    bfloat16 or float32; ``amp`` asks for mixed precision: bfloat16 on a CPU and on CUDA where
-    supported, else float16 with loss scaling. Channels-last memory is a CUDA feature. What a
-    device cannot honour is switched off and marked ``*_ignored``."""
+    """How a training step computes. ``precision`` (auto|fp32|bf16, resolved by
+    :func:`impasto.precision.resolve_precision` with ``method`` as the key of ``auto``) sets the
+    frozen loss network's dtype (see :meth:`Precision.prepare_encoder`). ``amp`` runs the whole
+    step under autocast: bfloat16 on a CPU and on CUDA where supported, else float16 with loss
+    scaling. Channels-last memory is a CUDA feature. What a device cannot honour is switched off
+    and marked ``*_ignored``."""
     from ..precision import resolve_precision as resolve_dtype
 
-    amp_dtype = resolve_dtype(precision, device, method)
+    amp_dtype: torch.dtype | None = None
     if amp and device.type == "cuda":
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     elif amp and device.type == "cpu":
         amp_dtype = torch.bfloat16
+    encoder_dtype = resolve_dtype(precision, device, method) if amp_dtype is None else None
     use_cl = channels_last and device.type == "cuda"
-    return Precision(device, amp_dtype, use_cl, amp_ignored=amp and amp_dtype is None, channels_last_ignored=channels_last and not use_cl)
+    return Precision(device, amp_dtype, use_cl, amp_ignored=amp and amp_dtype is None, channels_last_ignored=channels_last and not use_cl, encoder_dtype=encoder_dtype)
 
 
 @dataclass
