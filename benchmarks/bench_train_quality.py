@@ -12,7 +12,7 @@ Training is chaotic: two fp32 runs whose photos differ by 1e-6 end up to 5 % apa
 hundred steps, so a single pair says little; the table gives every run and the summary compares
 the means per precision. The guard: the bf16 mean is at most 2 % above the fp32 mean.
 
-  python benchmarks/bench_train_quality.py --photos ../shared/images/content   # 2 styles x 2 seeds, 128 px, 300 steps (~30 min on 2 cores)
+  python benchmarks/bench_train_quality.py --photos ../shared/images/content   # 2 styles x 2 seeds, 128 px, 300 steps (about 40 min on 2 idle cores)
   python benchmarks/bench_train_quality.py --amp      # the whole step in bf16 instead
   python benchmarks/bench_train_quality.py --quick    # tiny sizes (CI: checks the code runs)
 """
