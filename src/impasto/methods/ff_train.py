@@ -93,7 +93,7 @@ class TrainConfig:
     workers: int = field(default=-1, metadata=_h("background photo-loading processes; -1 = min(2, CPUs); 0 = load in the main process"))
     device: str = field(default=DEFAULT_DEVICE, metadata=_h("compute device: auto, cpu, cuda, cuda:N, mps"))
     precision: str = field(default=DEFAULT_PRECISION, metadata=_h(TRAIN_PRECISION_HELP, choices=PRECISION_CHOICES))
-    amp: bool = field(default=False, metadata=_h("mixed precision: on CUDA bfloat16 where supported, else float16 with loss scaling; on a CPU bfloat16 (as --precision bf16)"))
+    amp: bool = field(default=False, metadata=_h("mixed precision over the whole step (generator and loss network): on CUDA bfloat16 where supported, else float16 with loss scaling; on a CPU bfloat16"))
     channels_last: bool = field(default=False, metadata=_h("channels-last memory format (faster convolutions on CUDA tensor cores)"))
     licence: str = field(default="", metadata=_h("licence or notice stored in the model file (e.g. the style image's licence and author)", metavar="TEXT"))
 
