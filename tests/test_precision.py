@@ -107,6 +107,58 @@ def test_network_outputs_in_bf16(arch: str) -> None:
         assert diff > 1e-2, diff
 
 
+@pytest.mark.parametrize("arch", ["johnson", "multistyle"])
+def test_residual_blocks_in_bf16_keep_the_guard(arch: str) -> None:
+    """auto's mixed mode for the Johnson family: the residual blocks' convolutions in bf16, their
+    last norm and the skip connection in float32. Within 1e-2 of fp32 where the whole network in
+    bf16 is not (the test above), and the output stays float32."""
+    from impasto.nets.johnson import ResidualBlock
+
+    net = twin_net(arch, dict(get_arch(arch).defaults)).eval()
+    photo = _smooth(64, 64, 3)
+    with torch.inference_mode():
+        full = net.generate(photo, size=(64, 64))
+        blocks = [m for m in net.modules() if isinstance(m, ResidualBlock)]
+        for m in blocks:
+            m.compute_dtype = torch.bfloat16
+        mixed = net.generate(photo, size=(64, 64))
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # whole-network autocast wins over the blocks' own
+            half = net.generate(photo, size=(64, 64)).float()
+    assert blocks and mixed.dtype == torch.float32
+    diff = float((mixed - full).abs().max())
+    assert 0 < diff <= 1e-2, diff
+    assert float((half - full).abs().max()) > diff
+
+
+def test_auto_runs_the_residual_blocks_of_johnson_networks_in_bf16(native_bf16, monkeypatch, tmp_path) -> None:
+    """Where bf16 is native, ``auto`` gives johnson and multistyle bf16 residual blocks (the
+    runner sets them, the manifest says so, and ``runtime auto`` picks PyTorch for it)."""
+    from impasto.methods.feedforward import ApplyConfig, ModelSession, TorchRunner, load_model
+    from impasto.methods.ff_onnx import choose_runtime
+    from impasto.nets.johnson import ResidualBlock
+    from tests.feedforward_cli.conftest import build_model_file
+
+    cpu = torch.device("cpu")
+    assert P.residual_precision("auto", cpu, "johnson") is torch.bfloat16 and P.residual_precision("auto", cpu, "multistyle") is torch.bfloat16
+    assert P.residual_precision("auto", cpu, "johnson-small") is None  # not in the table: fp32
+    assert P.residual_precision("auto", cpu, "superres") is None  # the whole network is bf16 already
+    assert P.residual_precision("fp32", cpu, "johnson") is None and P.residual_precision("bf16", cpu, "johnson") is None
+    model = build_model_file(tmp_path / "j.pt", "johnson")
+    runner = TorchRunner(load_model(model), ApplyConfig())
+    assert runner.autocast is None and {m.compute_dtype for m in runner.net.modules() if isinstance(m, ResidualBlock)} == {torch.bfloat16}
+    with ModelSession(model, ApplyConfig(runtime="torch")) as session:
+        assert session.describe("apply", ApplyConfig(runtime="torch"))["precision"] == "bf16-residual"
+    monkeypatch.setattr("impasto.methods.ff_onnx.onnx_available", lambda: True)
+    runtime, reason = choose_runtime(model, "johnson", ApplyConfig(device="cpu"))
+    assert runtime == "torch" and "residual blocks in bfloat16" in reason
+    explicit = TorchRunner(load_model(model), ApplyConfig(precision="fp32"))
+    assert {m.compute_dtype for m in explicit.net.modules() if isinstance(m, ResidualBlock)} == {None}
+    monkeypatch.setenv("IMPASTO_CPU_BF16", "0")
+    P.cpu_bf16.cache_clear()
+    assert P.residual_precision("auto", cpu, "johnson") is None  # emulated bf16: fp32
+    assert choose_runtime(model, "johnson", ApplyConfig(device="cpu"))[0] == "onnx"
+
+
 def _run(cfg: GatysConfig, content, style, encoder):
     return gatys.run(cfg, content, [gatys.StyleInput(style)], encoder=encoder)
 

@@ -89,6 +89,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, group_ti
             shown = ",".join(f"{k}:{v}" for k, v in default.items()) if default else "none"
         elif default == "":
             shown = "none"
+        shown = f.metadata.get("default_shown", shown)  # e.g. "auto" for a None meaning "decided at run time"
         help_text = f.metadata.get("help", "")
         help_text = f"{help_text} (default: {shown})" if help_text else f"default: {shown}"
         help_text = help_text.replace("%", "%%")

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["PRECISIONS", "PRECISION_CHOICES", "AUTO_BF16", "DEFAULT_PRECISION", "PRECISION_HELP", "TRAIN_PRECISION_HELP", "normalise_precision", "is_precision", "cpu_bf16", "native_bf16", "resolve_precision", "BF16_TIP", "precision_tip", "autocast", "encoder_precision", "precision_name"]
+__all__ = ["PRECISIONS", "PRECISION_CHOICES", "AUTO_BF16", "DEFAULT_PRECISION", "PRECISION_HELP", "TRAIN_PRECISION_HELP", "normalise_precision", "is_precision", "cpu_bf16", "native_bf16", "resolve_precision", "BF16_TIP", "precision_tip", "autocast", "encoder_precision", "precision_name", "AUTO_RESIDUAL_BF16", "residual_precision"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_PRECISION = "auto"
@@ -55,6 +55,13 @@ TRAIN_PRECISION_HELP = ("compute precision of the frozen loss network: bf16 runs
 #: 2 % guard. The whole step in bf16 (``--amp``) did not: +2.8 % (+9.2 % on the scream). The other
 #: recipes are not measured yet.
 AUTO_BF16: dict[str, bool] = {"adain": True, "superres": True, "train": True}
+#: networks whose ``auto`` runs only their residual blocks in bf16 (convolutions under autocast;
+#: each block's last norm and the skip connection in float32, see
+#: :class:`impasto.nets.johnson.ResidualBlock`) where the whole network in bf16 misses the 1e-2
+#: guard. Largest output difference from fp32 measured by benchmarks/bench_perf.py (random
+#: weights): johnson 1024 px 8.3e-3, multistyle 512 px 6.6e-3 (a johnson network trained 600
+#: steps: 5.0e-3; the whole network in bf16: 1.3e-2), in 0.7x the time of fp32 (channels-last).
+AUTO_RESIDUAL_BF16: dict[str, bool] = {"johnson": True, "multistyle": True}
 _ALIASES = {"float32": "fp32", "bfloat16": "bf16", "fp32": "fp32", "bf16": "bf16", "auto": "auto"}
 
 
@@ -123,6 +130,16 @@ def resolve_precision(name: str, device: torch.device | str, method: str | None 
     return torch.bfloat16 if AUTO_BF16.get(str(method), False) and native_bf16(device) else None
 
 
+def residual_precision(name: str, device: torch.device | str, arch: str | None = None) -> torch.dtype | None:
+    """The dtype of the residual blocks alone (``torch.bfloat16`` or None): for ``auto`` where
+    :func:`resolve_precision` keeps ``arch`` in float32 and :data:`AUTO_RESIDUAL_BF16` has it,
+    on a device with native bfloat16."""
+    device = torch.device(device)
+    if normalise_precision(name) != "auto" or device.type not in ("cpu", "cuda") or resolve_precision(name, device, arch) is not None:
+        return None
+    return torch.bfloat16 if AUTO_RESIDUAL_BF16.get(str(arch), False) and native_bf16(device) else None
+
+
 #: methods whose ``auto`` stays fp32 though bf16 runs natively, and what bf16 would cost there
 #: (the measurement is in the module docstring); the commands print it as a one-line tip
 BF16_TIP = {
@@ -164,6 +181,9 @@ def encoder_precision(encoder: torch.nn.Module, dtype: torch.dtype | None) -> It
         encoder.compute_dtype = before  # type: ignore[assignment]
 
 
-def precision_name(dtype: torch.dtype | None) -> str:
-    """``bf16`` or ``fp32`` (what a manifest records as the precision used)."""
-    return "bf16" if dtype == torch.bfloat16 else "fp32"
+def precision_name(dtype: torch.dtype | None, residual: torch.dtype | None = None) -> str:
+    """``bf16``, ``fp32`` or ``bf16-residual`` (only the residual blocks in bf16): what a
+    manifest records as the precision used."""
+    if dtype == torch.bfloat16:
+        return "bf16"
+    return "bf16-residual" if residual == torch.bfloat16 else "fp32"

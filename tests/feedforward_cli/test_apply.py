@@ -259,3 +259,20 @@ def test_apply_method_equals_apply_model(tmp_path, models, photo):
         method.run(ApplyConfig(), {"model": models["texture-synth"], "image": src})
     with pytest.raises(UsageError, match="give an image"):
         method.run(ApplyConfig(), {"model": models["johnson-small"]})
+
+
+def test_torch_runner_runs_channels_last_on_a_cpu_unless_told_otherwise(models):
+    """ApplyConfig.channels_last auto: channels-last on a CPU (oneDNN's own layout: faster, in
+    bf16 above all) for networks that want it; --no-channels-last and --channels-last decide."""
+    from impasto.nets.adain import AdaINNet
+
+    model = load_model(models["johnson-small"])
+    image = _smooth(64, 48, seed=2)
+    outs = {}
+    for flag, layout in ((None, torch.channels_last), (False, torch.contiguous_format), (True, torch.channels_last)):
+        runner = TorchRunner(model, ApplyConfig(channels_last=flag))
+        assert runner.memory_format == layout
+        outs[flag] = runner(image, (64, 48))
+        assert outs[flag].is_contiguous()  # handed back planar whatever ran inside
+    torch.testing.assert_close(outs[None], outs[False], atol=5e-5, rtol=0)
+    assert AdaINNet.channels_last_cpu is False  # its encoder picks its own layout

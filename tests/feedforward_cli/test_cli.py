@@ -39,6 +39,8 @@ def test_help_has_examples(command, capsys):
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and f"impasto {command}" in text
+    if command == "apply":  # an option decided at run time says so, not "(default: None)"
+        assert "(default: auto)" in " ".join(text[text.index("--channels-last, --no-channels-last"):].split()[:60])
 
 
 def test_train_options_come_from_the_config():

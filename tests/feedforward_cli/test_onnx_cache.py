@@ -178,7 +178,9 @@ def test_auto_runs_torch_where_bf16_is_chosen(monkeypatch, tmp_path):
         P.cpu_bf16.cache_clear()
         try:
             assert choose_runtime(tmp_path / "m.pt", "superres", ApplyConfig(device="cpu")) == ("torch", "precision bf16 (PyTorch in bfloat16 is the faster choice)")
-            assert choose_runtime(tmp_path / "m.pt", "johnson", ApplyConfig(device="cpu"))[0] == "onnx"  # johnson stays fp32 under auto
+            assert choose_runtime(tmp_path / "m.pt", "johnson", ApplyConfig(device="cpu"))[0] == "torch"  # auto: bf16 residual blocks
+            assert choose_runtime(tmp_path / "m.pt", "johnson-small", ApplyConfig(device="cpu"))[0] == "onnx"  # johnson-small stays fp32 under auto
+            assert choose_runtime(tmp_path / "m.pt", "johnson", ApplyConfig(device="cpu", precision="fp32"))[0] == "onnx"
             assert choose_runtime(tmp_path / "m.pt", "superres", ApplyConfig(device="cpu", precision="fp32"))[0] == "onnx"
         finally:
             P.cpu_bf16.cache_clear()

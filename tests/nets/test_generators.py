@@ -8,7 +8,7 @@ from torch import nn
 
 from impasto.nets import ARCHS, JOHNSON_PRESETS, TransformerNet, build_net, frozen_statistics, net_from_config
 from impasto.nets.johnson import OutputConv, subpixel_upconv
-from impasto.nets.norm import InstanceNorm
+from impasto.nets.norm import InstanceNorm, instance_norm
 from impasto.nets.texture import positional_noise
 from impasto.errors import ConfigError, ModelFileError
 
@@ -86,6 +86,58 @@ def test_frozen_statistics_on_the_same_image_change_nothing():
             assert all(m.mode == "frozen" for m in net.modules() if isinstance(m, InstanceNorm))
     torch.testing.assert_close(frozen, whole, atol=1e-6, rtol=0)
     assert all(m.mode == "dynamic" and m.stats is None for m in net.modules() if isinstance(m, InstanceNorm))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_last_inference_norm_matches_the_planar_one(dtype):
+    """Channels-last inference on a CPU takes ATen's batch norm one sample at a time: the same
+    output and statistics (per-sample scale and shift of conditional norms included), and the
+    input's dtype and layout are kept. bf16 is compared with the norm of the quantised input."""
+    torch.manual_seed(6)
+    x = (torch.randn(2, 6, 11, 13) * 3 + 2).to(dtype)
+    w, b = torch.rand(2, 6) + 0.5, torch.randn(2, 6)
+    ref, (mean, var) = instance_norm(x.float(), w, b, 1e-5, relu=True)
+    with torch.no_grad():
+        y, (mean_cl, var_cl) = instance_norm(x.contiguous(memory_format=torch.channels_last), w, b, 1e-5, relu=True)
+    assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: the output is rounded to 8 bits of mantissa
+    torch.testing.assert_close(y.float(), ref, atol=tol, rtol=tol)
+    assert bool((y >= 0).all())
+    torch.testing.assert_close(mean_cl, mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(var_cl, var, atol=1e-5, rtol=1e-5)
+    # frozen statistics on a bf16 tensor: a same-dtype multiply-add, the same numbers as float32
+    frozen, _ = instance_norm(x.clone(), w, b, 1e-5, stats=(mean, var), inplace=True)
+    assert frozen.dtype == dtype
+    torch.testing.assert_close(frozen.float(), instance_norm(x.float(), w, b, 1e-5, stats=(mean, var))[0], atol=tol, rtol=tol)
+
+
+def test_channels_last_network_equals_the_planar_one_and_keeps_its_layout():
+    """A Johnson network run channels-last (what inference on a CPU does by default) computes the
+    same image, with dynamic and with frozen statistics, and its layers keep the layout (one that
+    falls back to planar costs a copy at every layer after it). Under bf16 autocast it stays
+    close (the quality of bf16 itself is benchmarks/bench_perf.py's business)."""
+    torch.manual_seed(7)
+    net = _perturbed(TransformerNet(**JOHNSON_PRESETS["johnson"])).eval()
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        planar = net(x)
+        with frozen_statistics(net, lambda: net(x[..., :32, :32])):
+            planar_frozen = net(x)
+        net.to(memory_format=torch.channels_last)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        layouts = []
+        hooks = [m.register_forward_hook(lambda m, i, o: layouts.append((type(m).__name__, o.is_contiguous(memory_format=torch.channels_last)))) for m in (*net.down, *net.res, *net.up)]
+        cl = net(xc)
+        for h in hooks:
+            h.remove()
+        with frozen_statistics(net, lambda: net(xc[..., :32, :32])):
+            cl_frozen = net(xc)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = net(xc)
+    assert all(ok for _, ok in layouts), layouts
+    torch.testing.assert_close(cl, planar, atol=5e-5, rtol=0)  # float32 rounding in another order
+    torch.testing.assert_close(cl_frozen, planar_frozen, atol=5e-5, rtol=0)
+    assert half.shape == planar.shape and float((half.float() - planar).abs().max()) < 0.1
 
 
 @torch.no_grad()

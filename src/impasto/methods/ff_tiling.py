@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 import torch
 
 from ..errors import ConfigError, ModelFileError, UsageError
+from ..nets.johnson import ResidualBlock
 from ..nets.protocol import pad_to
 from ..nets.streaming import NormStreamer, Sums, core_sums, finish_moments, receptive_radius
-from ..precision import resolve_precision
+from ..precision import residual_precision, resolve_precision
 
 if TYPE_CHECKING:
     from .ff_apply import ApplyConfig
@@ -98,11 +99,16 @@ class TorchRunner:
         self.model = model
         self.net = model.net
         self.device = resolve_device(config.device)
-        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        channels_last = config.channels_last if config.channels_last is not None else (self.device.type == "cpu" and getattr(self.net, "channels_last_cpu", True))
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(device=self.device, memory_format=self.memory_format)
         self.seed = config.seed
         self.style: Any = None  # what the network's prepare_style made (multi-style, AdaIN)
         self.autocast = resolve_precision(getattr(config, "precision", "fp32"), self.device, getattr(model, "arch", None))  # bfloat16 or None
+        self.residual_dtype = residual_precision(getattr(config, "precision", "fp32"), self.device, getattr(model, "arch", None))
+        for module in self.net.modules():  # auto's mixed mode (bfloat16 residual blocks) where the arch has it, else off
+            if isinstance(module, ResidualBlock):
+                module.compute_dtype = self.residual_dtype
 
     @property
     def multiple(self) -> int:

@@ -214,6 +214,7 @@ class AdaINNet(ImageGenerator):
 
     takes = ("content", "style")
     multiple = 8
+    channels_last_cpu = False  # its encoder picks its own layout; channels-last decoding measured no faster
 
     def __init__(
         self,

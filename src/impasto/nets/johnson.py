@@ -49,9 +49,13 @@ class ConvLayer(nn.Module):
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.finish(self.convolve(x))
+
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """Padding and convolution (no norm, no activation)."""
         if self.pad:
             x = F.pad(x, (self.pad,) * 4, mode="reflect")
-        return self.finish(self.conv(x))
+        return self.conv(x)
 
     def finish(self, y: torch.Tensor) -> torch.Tensor:
         """Normalisation and activation of a convolution output ``y``."""
@@ -81,8 +85,20 @@ class ResidualBlock(nn.Module):
                 ConvLayer(channels, channels, 3, norm=norm, relu=False),
             )
 
+    #: bfloat16: the body's convolutions run under autocast, its last norm and the skip connection
+    #: in float32 (``--precision auto``'s mixed mode: see :data:`impasto.precision.AUTO_RESIDUAL_BF16`)
+    compute_dtype: torch.dtype | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        if self.compute_dtype is None or torch.is_autocast_enabled(x.device.type):
+            return x + self.body(x)
+        *head, last = self.body
+        with torch.autocast(x.device.type, dtype=self.compute_dtype):
+            h = x
+            for layer in head:
+                h = layer(h)
+            h = last.convolve(h)
+        return x + last.finish(h.to(x.dtype))
 
 
 class Upsample(nn.Module):
@@ -133,7 +149,8 @@ def subpixel_upconv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
         rows = [torch.stack(phases[2 * a : 2 * a + 2], dim=-1) for a in (0, 1)]  # (B, C, H, W, 2) per row phase
         return torch.stack(rows, dim=3).reshape(b, c_out, 2 * h, 2 * w)
     # inference: interleave the phases straight into the output (no intermediate full-size copy)
-    out = y.new_empty(b, c_out, 2 * h, 2 * w)
+    layout = torch.channels_last if not y.is_contiguous() and y.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.empty((b, c_out, 2 * h, 2 * w), dtype=y.dtype, device=y.device, memory_format=layout)  # keep the layout (a switch costs copies downstream)
     for a in (0, 1):
         for c in (0, 1):
             out[:, :, a::2, c::2] = phases[2 * a + c]
@@ -156,6 +173,13 @@ def _space_to_depth_kernel(weight: torch.Tensor, s: int) -> torch.Tensor:
     return kernel.reshape(c_out * s * s, c_in * s * s, q, q)
 
 
+def _bf16_on_cpu(x: torch.Tensor) -> bool:
+    """Whether convolutions of ``x`` run in bfloat16 on a CPU (a bf16 tensor, or under bf16 autocast)."""
+    if x.device.type != "cpu":
+        return False
+    return x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
 class OutputConv(nn.Module):
     """The last KxK convolution to RGB (no norm, no ReLU), computed on a space-to-depth input.
 
@@ -174,7 +198,7 @@ class OutputConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.FACTOR
         h, w = x.shape[-2:]
-        if h % s or w % s:
+        if h % s or w % s or _bf16_on_cpu(x):  # bf16 convolutions of few outputs are fast: the rearranging would cost more
             return self.reference(x)
         xp = F.pad(x, (self.pad,) * 4, mode="reflect") if self.pad else x
         extra = (-(h + 2 * self.pad)) % s  # zeros below/right so the unshuffle fits; cropped away

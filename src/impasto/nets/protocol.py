@@ -117,6 +117,9 @@ class ImageGenerator(nn.Module):
     takes: tuple[str, ...] = ("content",)
     multiple: int = 1
     min_side: int = 16
+    #: whether inference on a CPU runs channels-last unless told otherwise (ApplyConfig.channels_last
+    #: auto): faster for the convolution stacks here (oneDNN's native layout, in bf16 above all)
+    channels_last_cpu: bool = True
 
     def core(self, image: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """The network at its working size (sides multiples of ``multiple``, >= ``min_side``)."""
