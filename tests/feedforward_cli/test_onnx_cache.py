@@ -145,12 +145,12 @@ def test_choose_runtime(monkeypatch, tmp_path):
     monkeypatch.setattr(ff_onnx, "onnx_available", lambda: True)
     cfg = ApplyConfig(device="cpu")
     assert choose_runtime(model, "johnson", cfg)[0] == "onnx"
-    assert choose_runtime(model, "superres", cfg)[0] == "onnx"
+    assert choose_runtime(model, "johnson-small", cfg)[0] == "onnx"
     assert choose_runtime(tmp_path / "m.onnx", None, cfg) == ("onnx", "an exported ONNX file")
     assert choose_runtime(model, "johnson", ApplyConfig(runtime="torch")) == ("torch", "runtime torch was asked for")
     assert choose_runtime(model, "adain", ApplyConfig(runtime="onnx"))[0] == "onnx"
     # PyTorch where ONNX Runtime cannot do the same job faster
-    for arch in ("swap-inverse", "adain", "stylepredict", "texture", "multistyle", None):
+    for arch in ("swap-inverse", "adain", "stylepredict", "texture", "multistyle", "superres", None):
         assert choose_runtime(model, arch, cfg)[0] == "torch", arch
     for options in ({"stats_edge": 64}, {"channels_last": True}, {"precision": "bf16"}):
         runtime, reason = choose_runtime(model, "johnson", ApplyConfig(device="cpu", **options))
@@ -177,14 +177,14 @@ def test_auto_runs_torch_where_bf16_is_chosen(monkeypatch, tmp_path):
         m.setenv("IMPASTO_CPU_BF16", "1")  # a CPU with native bfloat16
         P.cpu_bf16.cache_clear()
         try:
-            assert choose_runtime(tmp_path / "m.pt", "superres", ApplyConfig(device="cpu")) == ("torch", "precision bf16 (PyTorch in bfloat16 is the faster choice)")
+            assert choose_runtime(tmp_path / "m.pt", "johnson", ApplyConfig(device="cpu", precision="bf16")) == ("torch", "precision bf16 (PyTorch in bfloat16 is the faster choice)")
             assert choose_runtime(tmp_path / "m.pt", "johnson", ApplyConfig(device="cpu"))[0] == "torch"  # auto: bf16 residual blocks
             assert choose_runtime(tmp_path / "m.pt", "johnson-small", ApplyConfig(device="cpu"))[0] == "onnx"  # johnson-small stays fp32 under auto
             assert choose_runtime(tmp_path / "m.pt", "johnson", ApplyConfig(device="cpu", precision="fp32"))[0] == "onnx"
-            assert choose_runtime(tmp_path / "m.pt", "superres", ApplyConfig(device="cpu", precision="fp32"))[0] == "onnx"
+            assert choose_runtime(tmp_path / "m.pt", "superres", ApplyConfig(device="cpu", precision="fp32"))[0] == "torch"  # not in AUTO_ONNX
         finally:
             P.cpu_bf16.cache_clear()
-    assert choose_runtime(tmp_path / "m.pt", "superres", ApplyConfig(device="cpu"))[0] == "onnx"  # fp32 without native bf16
+    assert choose_runtime(tmp_path / "m.pt", "johnson", ApplyConfig(device="cpu"))[0] == "onnx"  # fp32 without native bf16
 
 
 def test_without_onnxruntime_auto_is_torch(models, monkeypatch):

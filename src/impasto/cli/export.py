@@ -17,9 +17,9 @@ examples:
 The ONNX graph takes any batch, height and width (sides a multiple of 4, or 16 for texture
 networks; `impasto apply` pads and crops) and carries the model's description as metadata.
 `impasto apply --runtime onnx` tiles big images with exact whole-image statistics (tiled output
-equals whole-image output), as the torch runtime does. `impasto apply MODEL.pt` itself runs
-johnson, johnson-small and superres models with ONNX Runtime on the CPU (runtime auto), exporting
-them once into impasto's cache (IMPASTO_HOME/cache/onnx, default ~/.impasto/cache/onnx; see
+equals whole-image output), as the torch runtime does. The Python API, the service and video run
+johnson and johnson-small .pt models in fp32 with ONNX Runtime on the CPU (runtime auto; see
+`impasto apply --help`), exporting them once into impasto's cache (IMPASTO_HOME/cache/onnx, default ~/.impasto/cache/onnx; see
 `impasto cache --help`); export yourself to ship or inspect the .onnx file. An ONNX export records
 the SHA-256 of the model file it came from: `impasto apply model.pt` uses the model.onnx beside it
 only while that matches.

@@ -3,12 +3,13 @@ and the verified cache of ONNX exports of ``.pt`` models (:func:`onnx_for`).
 
 ``auto`` runs a model with ONNX Runtime when that gives the same result, faster: an exported
 ``.onnx`` file always; a ``.pt`` model when onnxruntime is installed (the ``onnx`` extra), the
-device is the CPU, the precision resolves to fp32 (where bf16 is chosen, PyTorch in bf16 is the
-faster one), no option only PyTorch supports is set, and the architecture is one whose exported
-graph was measured faster than PyTorch (:data:`AUTO_ONNX`), unless the process runs the tuned
-allocator (``impasto apply`` and ``impasto train`` tune it: PyTorch reuses its freed blocks then and
-is the faster one; the Python API, the service and video run glibc's allocator, where ONNX Runtime
-takes about 0.65x PyTorch's time). Otherwise it runs PyTorch.
+device is the CPU, the precision resolves to fp32 (where bf16 is chosen, for the whole network or,
+under ``auto`` on a CPU with native bf16, for johnson's residual blocks, PyTorch is the faster
+one), no option only PyTorch supports is set, and the architecture is one whose exported graph
+was measured faster than PyTorch (:data:`AUTO_ONNX`), unless the process runs the tuned allocator
+(``impasto apply`` and ``impasto train`` tune it: PyTorch reuses its freed blocks then and is the
+faster one; the Python API, the service and video run glibc's allocator, where ONNX Runtime takes
+about 0.87x the time of PyTorch in fp32, channels-last). Otherwise it runs PyTorch.
 
 A ``.pt`` model is exported once into ``impasto_home()/cache/onnx`` (``$IMPASTO_HOME/cache/onnx``,
 else ``~/.impasto/cache/onnx``), named by the model file's SHA-256 (its content, not its path or
@@ -55,16 +56,17 @@ if TYPE_CHECKING:
 __all__ = ["AUTO_ONNX", "onnx_available", "choose_runtime", "onnx_cache_dir", "exporter_stamp", "onnx_for"]
 
 #: the architectures ``runtime="auto"`` runs with ONNX Runtime (CPU, fp32), with the measurement
-#: that put them here (time against PyTorch eager on the same CPU). Not here, so PyTorch: multistyle
-#: (it exports exactly, but ONNX Runtime gained nothing: 0.62x against PyTorch's 0.63x of the plain
-#: reference at 512 px, benchmarks/bench_perf.py) and texture networks (not timed); AdaIN and
-#: stylepredict (the exported graph encodes the painting on every call, i.e. every video frame and
-#: every tiling pass, where PyTorch encodes it once per session; several paintings or masks need
-#: PyTorch); swap-inverse (it does not export); architectures added by plugins.
+#: that put them here (time against PyTorch eager, channels-last, on the same CPU). Not here, so
+#: PyTorch: superres (PyTorch channels-last is faster: 1.19 s against ONNX Runtime's 1.38 s in
+#: fp32, 256 -> 1024 px), multistyle (it exports exactly, but ONNX Runtime gained nothing: 0.59x
+#: of the plain reference at 512 px both ways in fp32, benchmarks/bench_perf.py) and texture
+#: networks (not timed); AdaIN and stylepredict (the exported graph encodes the painting on every
+#: call, i.e. every video frame and every tiling pass, where PyTorch encodes it once per session;
+#: several paintings or masks need PyTorch); swap-inverse (it does not export); architectures
+#: added by plugins.
 AUTO_ONNX: dict[str, str] = {
-    "johnson": "0.68x the time of PyTorch at 1024x1024 (benchmarks/bench_perf.py)",
+    "johnson": "0.87x the time of PyTorch in fp32 at 1024x1024 (1.49 s against 1.72 s, benchmarks/bench_perf.py)",
     "johnson-small": "6.3 s against 14.5 s at 1536x1536 whole, 30 s against 44 s tiled (benchmarks/bench_feedforward.py)",
-    "superres": "0.81x the time of PyTorch, 256 -> 1024 px (benchmarks/bench_perf.py)",
 }
 
 
@@ -90,7 +92,7 @@ def choose_runtime(model_file: str | os.PathLike[str], arch: str | None, config:
     if arch not in AUTO_ONNX:
         return "torch", f"ONNX Runtime is not known to be faster for {arch or 'this'} models"
     if allocator_mode() == "tuned":
-        return "torch", "the allocator is tuned (impasto apply does it): PyTorch is faster then (1024x1024 johnson: 1.8-2.2 s against 2.2-2.4 s)"
+        return "torch", "the allocator is tuned (impasto apply does it): PyTorch is faster then (1024x1024 johnson in fp32: 1.15 s against 1.48 s)"
     try:
         device = resolve_device(config.device)
     except ImpastoError:  # the torch runtime reports an unavailable device
