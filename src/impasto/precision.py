@@ -38,7 +38,7 @@ PRECISION_CHOICES = PRECISIONS + ("float32", "bfloat16")
 #: the --help text of every --precision flag
 PRECISION_HELP = ("compute precision: bf16 runs convolutions in bfloat16 (faster on CPUs with AVX512-BF16 or AMX and on "
                   "recent GPUs), fp32 in float32; auto = bf16 where the hardware has it natively and the method keeps its "
-                  "quality in bf16 (AdaIN, superres networks), fp32 otherwise")
+                  "quality in bf16 (AdaIN, superres networks; the residual blocks alone for johnson and multistyle), fp32 otherwise")
 #: the --help text of the training commands' --precision flag
 TRAIN_PRECISION_HELP = ("compute precision of the frozen loss network: bf16 runs it in bfloat16 (its features come back in float32, "
                         "so the generator, Adam and the losses stay float32; --amp puts the whole step under autocast instead), "
@@ -46,7 +46,7 @@ TRAIN_PRECISION_HELP = ("compute precision of the frozen loss network: bf16 runs
                         "well in bf16, fp32 otherwise")
 #: per method or network architecture: whether ``auto`` may pick bf16 (largest output difference
 #: from fp32 measured by benchmarks/bench_perf.py at full size: adain 1e-4, superres 1.6e-3 pass
-#: the 1e-2 guard; johnson and multistyle 3e-2 do not; optimisation: see the module docstring)
+#: the 1e-2 guard; johnson and multistyle 3e-2 do not (see AUTO_RESIDUAL_BF16); optimisation: see the module docstring)
 #: Training recipes (keys ``train``, ``train-adain``, ... = their configs' ``PRECISION_KEY``): bf16
 #: runs the frozen loss network only. benchmarks/bench_train_quality.py (johnson, random VGG16,
 #: 128 px, 300 steps, 2 styles x 2 seeds, each run twice: as is and with the photos moved by 1e-6;
